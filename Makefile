@@ -1,0 +1,64 @@
+# FERS for QGIS — setup, tests, demo, benchmarks. Debian 12; runs as root or with sudo.
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+DATA ?= $(abspath $(ROOT)/../shared/data)
+export FERS_DATA := $(DATA)
+
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xauth python3-venv python3-pip \
+	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup apt venv test test-engine test-plugin demo bench clean
+
+setup: apt venv $(VENV)/bin/fers-qgis-process
+	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
+
+# idempotent: only calls apt when a package is missing; never prompts
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+# numpy/scipy/GDAL come from Debian (system site packages) so QGIS and the engine share one ABI;
+# torch==2.13.0 resolves to the machine's local CPU wheel.
+$(VENV)/.installed: engine/pyproject.toml
+	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 safetensors
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e engine
+	touch $@
+
+$(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV)/.installed
+	sed -e 's|@ROOT@|$(ROOT)|g' -e 's|@VENV@|$(VENV)|g' $< > $@
+	chmod +x $@
+	mkdir -p $(VENV)/qgis-plugins $(VENV)/qgis-profile/profiles/default/QGIS
+	ln -sfn $(ROOT)/fers_qgis $(VENV)/qgis-plugins/fers_qgis
+	grep -q "^fers_qgis=true" $(VENV)/qgis-profile/profiles/default/QGIS/QGIS3.ini 2>/dev/null || printf '[PythonPlugins]\nfers_qgis=true\n' >> $(VENV)/qgis-profile/profiles/default/QGIS/QGIS3.ini
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-engine: venv
+	$(PY) -m pytest -q tests/engine
+
+test-plugin: setup
+	$(PY) -m pytest -q tests/plugin
+
+demo: setup
+	@out=$$(mktemp -d)/sample_anomaly_rx.tif; \
+	$(VENV)/bin/fers-qgis-process run fers:detect -- INPUT=$(ROOT)/resources/sample/abu-airport-2.tif \
+		BANDS=200 STRATEGY=none DETECTOR=rx DEVICE=cpu OUTPUT=$$out && \
+	gdalsrsinfo -o epsg $$out | sed 's/^/CRS of the map: /' && \
+	echo "anomaly map written to: $$out"
+
+bench: venv
+	$(PY) bench/bench_rx.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,115 @@
+"""`fers` command line: the same engine functions, with the same parameter names, as the QGIS algorithms."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import Cancelled, FersError
+
+
+def _bands_arg(args):
+    if getattr(args, "band_list", None):
+        from .preprocess import parse_band_list
+
+        return parse_band_list(args.band_list)
+    return args.bands
+
+
+def cmd_detect(args, fb):
+    from .pipeline import detect
+
+    res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
+                 model=args.model, device=args.device, variable=args.variable, feedback=fb)
+    fb.info(f"wrote {res.output} ({len(res.bands)} bands, {res.seconds:.2f} s on {res.device})")
+    if args.json:
+        print(json.dumps({"output": res.output, "seconds": res.seconds, "bands": len(res.bands), **res.info}))
+    else:
+        print(res.output)
+
+
+def cmd_evaluate(args, fb):
+    from .pipeline import evaluate
+
+    res = evaluate(args.score, args.gt, roc=args.roc, gt_variable=args.gt_variable, feedback=fb)
+    if args.json:
+        print(json.dumps(res.__dict__))
+    else:
+        print(f"{res.auc:.6f}")
+
+
+def cmd_info(args, fb):
+    from .io import open_source
+
+    src = open_source(args.input, args.variable)
+    d = {"path": src.path, "width": src.width, "height": src.height, "bands": src.band_count,
+         "crs": bool(src.georef.crs_wkt), "geotransform": src.georef.geotransform, "nodata": src.nodata,
+         "wavelengths": src.wavelengths is not None, "ground_truth": src.ground_truth() is not None}
+    print(json.dumps(d, indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .device import DEVICES
+    from .pipeline import DETECTORS, STRATEGIES
+
+    p = argparse.ArgumentParser(prog="fers", description="FERS hyperspectral anomaly detection")
+    p.add_argument("--version", action="version", version=f"fers {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print results, warnings and errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print results, warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", parents=[common], help="anomaly map of a raster (GeoTIFF out, same grid and CRS)")
+    d.add_argument("input", help="GDAL raster (GeoTIFF, ENVI, ...), .mat or .npy (rows × cols × bands)")
+    d.add_argument("output", help="output GeoTIFF (.tif)")
+    g = d.add_mutually_exclusive_group()
+    g.add_argument("--bands", type=int, default=0, help="use the first N bands (0 = all; the paper's protocol)")
+    g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140")
+    d.add_argument("--strategy", choices=STRATEGIES, default="none", help="fusion strategy (SPEC §3)")
+    d.add_argument("--detector", choices=DETECTORS, default="rx")
+    d.add_argument("--model", help="model checkpoint file or the authors' checkpoint folder")
+    d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
+    d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
+    d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
+    d.set_defaults(func=cmd_detect)
+
+    e = sub.add_parser("evaluate", parents=[common], help="ROC AUC of a score map against a ground-truth mask")
+    e.add_argument("score", help="score raster (one band) or .npy")
+    e.add_argument("gt", help="ground truth: raster, .png (HAD100), .mat or .npy; > 0 = anomaly")
+    e.add_argument("--roc", help="write the ROC curve to this .png or .html")
+    e.add_argument("--gt-variable", help=".mat only: name of the ground-truth variable")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("info", parents=[common], help="describe a raster or research file")
+    i.add_argument("input")
+    i.add_argument("--variable")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    from .feedback import ConsoleFeedback
+
+    args = build_parser().parse_args(argv)
+    fb = ConsoleFeedback(quiet=args.quiet)
+    try:
+        args.func(args, fb)
+        return 0
+    except Cancelled as e:
+        print(f"fers: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("fers: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except FersError as e:
+        print(f"fers: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("fers: error: out of memory; use fewer bands or a smaller extent", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

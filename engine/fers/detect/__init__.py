@@ -1,0 +1,1 @@
+"""Training-free detectors that score an (enhanced) cube, and the fusion strategies."""

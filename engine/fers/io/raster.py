@@ -1,0 +1,189 @@
+"""GDAL reading (by window, nodata-aware) and atomic GeoTIFF writing."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import Cancelled, InputError, OutputError
+from .source import Source, finalize_cube
+
+
+@dataclass
+class Georef:
+    """Where the pixels are: CRS as WKT and the GDAL geotransform (None if unknown)."""
+
+    crs_wkt: Optional[str] = None
+    geotransform: Optional[tuple] = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.crs_wkt) or self.geotransform is not None
+
+
+@contextlib.contextmanager
+def gdal_exceptions():
+    """GDAL exceptions on, for this block only: QGIS and other plugins share the module."""
+    from osgeo import gdal
+
+    was = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        yield gdal
+    finally:
+        if not was:
+            gdal.DontUseExceptions()
+
+
+def _wavelengths_nm(ds) -> Optional[list]:
+    """Band centre wavelengths in nm from ENVI / GDAL IMAGERY metadata, if every band has one."""
+    values = []
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        wl = band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY")
+        if wl is not None:
+            values.append(float(wl) * 1000.0)
+            continue
+        wl = band.GetMetadataItem("wavelength") or band.GetMetadataItem("WAVELENGTH")
+        if wl is None:
+            return None
+        units = (band.GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units") or "").lower()
+        try:
+            v = float(wl)
+        except ValueError:
+            return None
+        if units.startswith("micro") or units in ("um", "µm") or (not units and v < 100):
+            v *= 1000.0
+        values.append(v)
+    return values
+
+
+class GdalSource(Source):
+    """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with gdal_exceptions() as gdal:
+            try:
+                ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+            except RuntimeError as e:
+                raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
+            if ds is None or ds.RasterCount == 0:
+                raise InputError(f"{path} has no raster bands")
+            self.width, self.height, self.band_count = ds.RasterXSize, ds.RasterYSize, ds.RasterCount
+            gt = ds.GetGeoTransform(can_return_null=True)
+            self.georef = Georef(ds.GetProjection() or None, tuple(gt) if gt else None)
+            self.nodata_per_band = [ds.GetRasterBand(i).GetNoDataValue() for i in range(1, ds.RasterCount + 1)]
+            self.nodata = self.nodata_per_band[0]
+            flags = ds.GetRasterBand(1).GetMaskFlags()
+            self._dataset_mask = bool(flags & gdal.GMF_PER_DATASET) and not (flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA))
+            self.wavelengths = _wavelengths_nm(ds)
+            self.band_names = [ds.GetRasterBand(i).GetDescription() for i in range(1, ds.RasterCount + 1)]
+            self.driver = ds.GetDriver().ShortName
+        self._ds = None
+
+    def _dataset(self):
+        # one handle kept open for windowed reads; GDAL caches blocks per handle
+        if self._ds is None:
+            from osgeo import gdal
+
+            self._ds = gdal.OpenEx(self.path, gdal.OF_RASTER | gdal.OF_READONLY)
+        return self._ds
+
+    def read(self, bands: Sequence[int], window=None):
+        x0, y0, w, h = window or (0, 0, self.width, self.height)
+        with gdal_exceptions() as gdal:
+            ds = self._dataset()
+            cube = np.empty((len(bands), h, w), dtype=np.float32)
+            valid = np.ones((h, w), dtype=bool)
+            for k, b in enumerate(bands):
+                try:
+                    cube[k] = ds.GetRasterBand(b + 1).ReadAsArray(x0, y0, w, h, buf_type=gdal.GDT_Float32)
+                except (RuntimeError, TypeError, AttributeError) as e:
+                    raise InputError(
+                        f"could not read band {b + 1} of {self.path}: the file is truncated or corrupt "
+                        f"(GDAL: {str(e).strip() or 'no data returned'})") from None
+                nd = self.nodata_per_band[b]
+                if nd is not None and np.isfinite(nd):
+                    valid &= cube[k] != np.float32(nd)
+            if self._dataset_mask:
+                valid &= ds.GetRasterBand(1).GetMaskBand().ReadAsArray(x0, y0, w, h) > 0
+        return finalize_cube(cube, valid)
+
+
+def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:
+    """Fail early (before any computation) if ``path`` cannot be written."""
+    path = os.path.abspath(os.fspath(path))
+    if not path.lower().endswith((".tif", ".tiff")):
+        raise OutputError(f"output must be a GeoTIFF (.tif or .tiff): {path}")
+    for src in inputs:
+        if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
+            raise OutputError(f"output path is the input itself ({path}); choose another file name")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+    if os.path.isdir(path):
+        raise OutputError(f"output path is a folder: {path}")
+    return path
+
+
+def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef], nodata: Optional[float],
+                 band_names: Sequence[str] = (), metadata: Optional[dict] = None,
+                 band_metadata: Optional[Sequence[dict]] = None, feedback=None) -> str:
+    """Write float32 bands as a tiled, compressed GeoTIFF, atomically.
+
+    The file appears under ``path`` only once complete: it is written to a hidden
+    temporary name in the same folder and renamed, so an error or cancel never
+    leaves a half-written map that QGIS would happily display.
+    """
+    path = check_output_path(path)
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial.tif", dir=folder)
+    os.close(fd)
+    try:
+        with gdal_exceptions() as gdal:
+            h, w = bands[0].shape
+            opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+            try:
+                ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
+            except RuntimeError as e:
+                raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
+            if georef is not None:
+                if georef.geotransform is not None:
+                    ds.SetGeoTransform(georef.geotransform)
+                if georef.crs_wkt:
+                    ds.SetProjection(georef.crs_wkt)
+            for key, value in (metadata or {}).items():
+                ds.SetMetadataItem(str(key), str(value))
+            for i, arr in enumerate(bands):
+                if feedback is not None and feedback.cancelled():
+                    raise Cancelled()
+                band = ds.GetRasterBand(i + 1)
+                if nodata is not None:
+                    band.SetNoDataValue(float(nodata))
+                if i < len(band_names):
+                    band.SetDescription(band_names[i])
+                if band_metadata and i < len(band_metadata):
+                    for key, value in band_metadata[i].items():
+                        band.SetMetadataItem(str(key), str(value))
+                try:
+                    band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
+                except RuntimeError as e:
+                    raise OutputError(f"writing {path} failed: {str(e).strip()}") from None
+            try:
+                ds.FlushCache()
+                ds = None  # closes and flushes
+            except RuntimeError as e:
+                raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path

@@ -1,0 +1,8 @@
+"""One module per Processing algorithm; this list is what the provider registers."""
+
+
+def all_algorithms():
+    from .detect import DetectAlgorithm
+    from .evaluate import EvaluateAlgorithm
+
+    return [DetectAlgorithm(), EvaluateAlgorithm()]

@@ -1,0 +1,23 @@
+"""The `fers` Processing provider."""
+from qgis.core import QgsProcessingProvider
+
+from .algorithms import all_algorithms
+from .paths import icon
+
+
+class FersProvider(QgsProcessingProvider):
+    def id(self):
+        return "fers"
+
+    def name(self):
+        return "FERS hyperspectral anomaly detection"
+
+    def longName(self):  # noqa: N802
+        return self.name()
+
+    def icon(self):
+        return icon()
+
+    def loadAlgorithms(self):  # noqa: N802
+        for alg in all_algorithms():
+            self.addAlgorithm(alg)
