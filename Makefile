@@ -53,8 +53,10 @@ test-plugin: setup
 demo: setup
 	@out=$$(mktemp -d)/sample_anomaly_rx.tif; \
 	$(VENV)/bin/fers-qgis-process run fers:detect -- INPUT=$(ROOT)/resources/sample/abu-airport-2.tif \
-		BANDS=200 STRATEGY=none DETECTOR=rx DEVICE=cpu OUTPUT=$$out && \
-	gdalsrsinfo -o epsg $$out | sed 's/^/CRS of the map: /' && \
+		BANDS=200 STRATEGY=none DETECTOR=rx DEVICE=cpu OUTPUT=$$out >/dev/null && \
+	$(VENV)/bin/fers-qgis-process run fers:evaluate -- SCORE=$$out \
+		GROUND_TRUTH=$(ROOT)/resources/sample/abu-airport-2_gt.tif 2>/dev/null | grep '^AUC' && \
+	echo "CRS of the map: $$(gdalsrsinfo -o epsg $$out | grep EPSG)" && \
 	echo "anomaly map written to: $$out"
 
 bench: venv

@@ -62,7 +62,8 @@ class RxStats:
         if self.n < 2:
             raise InputError(f"RX needs at least 2 valid pixels to estimate a covariance; got {self.n}")
         m = self.s1 / self.n
-        cov = self.s2 / self.n - torch.outer(m, m)
+        # unbiased (n − 1), as np.cov in the authors' RX, so scores match theirs, not only rankings
+        cov = (self.s2 - self.n * torch.outer(m, m)) / (self.n - 1)
         cov = 0.5 * (cov + cov.T)
         return rx_model_from_covariance(self.shift + m, cov, self.n, feedback)
 

@@ -1,0 +1,117 @@
+"""Shared test fixtures: real scenes from ../shared/data turned into real rasters with GDAL.
+
+The converters here use GDAL directly (not the engine's writer), so engine reads are
+checked against files produced independently of the code under test.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+DATA = os.environ.get("FERS_DATA") or os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
+WEIGHTS = os.environ.get("FERS_WEIGHTS") or os.path.abspath(os.path.join(DATA, "..", "weights"))
+RAW = os.path.join(DATA, "raw")
+
+# ../shared/data/README.md: RX column (first C bands, SPEC §0 preprocessing)
+PUBLISHED_RX = [
+    ("abu-airport-1", 200, 0.8248), ("abu-airport-2", 200, 0.8433), ("abu-airport-3", 200, 0.9301),
+    ("abu-urban-4", 200, 0.9889), ("abu-urban-5", 200, 0.9690),
+    ("abu-airport-1", 100, 0.8789), ("abu-airport-4", 100, 0.9374), ("abu-urban-3", 100, 0.9571),
+]
+
+
+def mat_scene(name):
+    """(cube H×W×B, gt H×W) of an ABU-style .mat, read with scipy only."""
+    m = scipy.io.loadmat(os.path.join(RAW, name + ".mat"))
+    return m["data"], m["map"]
+
+
+def write_geotiff(path, hwb, nodata=None, epsg=32611, geotransform=(380000.0, 7.1, 0.0, 3760000.0, 0.0, -7.1)):
+    from osgeo import gdal, osr
+
+    gdal.UseExceptions()
+    hwb = np.asarray(hwb)
+    if hwb.ndim == 2:
+        hwb = hwb[:, :, None]
+    h, w, b = hwb.shape
+    types = {np.dtype("int16"): gdal.GDT_Int16, np.dtype("uint16"): gdal.GDT_UInt16, np.dtype("uint8"): gdal.GDT_Byte,
+             np.dtype("float64"): gdal.GDT_Float64}
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, b, types.get(hwb.dtype, gdal.GDT_Float32))
+    if epsg:
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        ds.SetProjection(srs.ExportToWkt())
+        ds.SetGeoTransform(geotransform)
+    for i in range(b):
+        band = ds.GetRasterBand(i + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(hwb[:, :, i])
+    ds = None
+    return str(path)
+
+
+def read_geotiff(path):
+    """(array B×H×W float64, crs wkt, geotransform, nodata) through GDAL."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray().astype(np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return arr, ds.GetProjection(), ds.GetGeoTransform(), ds.GetRasterBand(1).GetNoDataValue()
+
+
+def numpy_rx(hwb_valid_pixels):
+    """Textbook RX, per pixel, with np.cov and np.linalg.pinv (the authors' formulation)."""
+    x = np.asarray(hwb_valid_pixels, dtype=np.float64)
+    x = (x - x.min()) / (x.max() - x.min())
+    mu = x.mean(0)
+    inv = np.linalg.pinv(np.cov(x, rowvar=False))
+    z = x - mu
+    return np.array([zi @ inv @ zi for zi in z])
+
+
+def pairwise_auc(scores, labels):
+    """AUC as P(anomaly score > background score) + ½P(=), by brute-force comparison."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0
+    pos, neg = s[y], s[~y]
+    gt = (pos[:, None] > neg[None, :]).sum()
+    eq = (pos[:, None] == neg[None, :]).sum()
+    return (gt + 0.5 * eq) / (pos.size * neg.size)
+
+
+def run(cmd, **kw):
+    """Run a command, return CompletedProcess with text output (never raises)."""
+    env = dict(os.environ, FERS_DATA=DATA)
+    env.update(kw.pop("env", {}))
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, **kw)
+
+
+def fers(*args, **kw):
+    return run([os.path.join(VENV_BIN, "fers"), *map(str, args)], **kw)
+
+
+def qgis_process(*args, **kw):
+    return run([os.path.join(VENV_BIN, "fers-qgis-process"), *map(str, args)], **kw)
+
+
+@pytest.fixture(scope="session")
+def scene_tifs(tmp_path_factory):
+    """GeoTIFF copies (native integer dtype, nominal UTM CRS) of the published-RX scenes + GT rasters."""
+    folder = tmp_path_factory.mktemp("scenes")
+    out = {}
+    for name in sorted({n for n, _, _ in PUBLISHED_RX}):
+        cube, gt = mat_scene(name)
+        out[name] = (write_geotiff(folder / f"{name}.tif", cube), write_geotiff(folder / f"{name}_gt.tif", gt.astype(np.uint8), epsg=None))
+    return out
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,152 @@
+"""Readers, band selection, SPEC §0 scaling and the atomic GeoTIFF writer."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+from conftest import RAW, mat_scene, read_geotiff, write_geotiff
+from fers.errors import Cancelled, InputError, OutputError
+from fers.feedback import Feedback
+from fers.io import Georef, load_ground_truth, open_source, write_raster
+from fers.preprocess import parse_band_list, scale_cube, select_bands
+
+
+def test_mat_v5_cube_and_ground_truth():
+    src = open_source(os.path.join(RAW, "abu-airport-4.mat"))
+    cube, gt = mat_scene("abu-airport-4")
+    assert (src.height, src.width, src.band_count) == cube.shape
+    x, valid = src.read([0, 5, 190])
+    np.testing.assert_array_equal(x, np.moveaxis(cube[:, :, [0, 5, 190]], 2, 0).astype(np.float32))
+    assert valid.all() and (src.ground_truth() == gt).all()
+
+
+def test_mat_v73_hdf5_is_transposed_to_rows_cols_bands():
+    src = open_source(os.path.join(RAW, "TAEF__MUUFL.mat"))
+    with h5py.File(os.path.join(RAW, "TAEF__MUUFL.mat"), "r") as f:
+        raw = np.asarray(f["data"])  # (bands, cols, rows): MATLAB column-major seen through HDF5
+        gt = np.asarray(f["groundtruth"])
+    assert (src.height, src.width, src.band_count) == (100, 100, 64)
+    x, _ = src.read([7])
+    np.testing.assert_array_equal(x[0], raw[7].T)
+    assert src.ground_truth().sum() == 269 and (src.ground_truth() == gt.T).all()
+
+
+def test_bands_by_pixels_matrices_are_reshaped_column_major():
+    jr = open_source(os.path.join(RAW, "jasperRidge2_R198.mat"))
+    m = scipy.io.loadmat(os.path.join(RAW, "jasperRidge2_R198.mat"))
+    assert (jr.height, jr.width, jr.band_count) == (100, 100, 198)
+    x, _ = jr.read([3])
+    # MATLAB: reshape(Y(4,:), 100, 100): pixel (r, c) is column r + 100·c
+    assert x[0, 12, 34] == np.float32(m["Y"][3, 12 + 100 * 34])
+    mo = open_source(os.path.join(RAW, "Moffet.mat"))
+    assert (mo.height, mo.width, mo.band_count) == (50, 50, 159)
+
+
+def test_mat_errors_are_specific(tmp_path):
+    with pytest.raises(InputError, match="no numeric variable 'nope'"):
+        open_source(os.path.join(RAW, "abu-airport-4.mat"), variable="nope")
+    bad = tmp_path / "junk.mat"
+    bad.write_bytes(b"this is not matlab")
+    with pytest.raises(InputError, match="not a readable MATLAB file"):
+        open_source(str(bad))
+
+
+def test_npy_and_separate_mask_file(tmp_path):
+    cube, gt = mat_scene("abu-urban-3")
+    np.save(tmp_path / "s.npy", cube[:64, :64, :50].astype(np.float32))
+    src = open_source(str(tmp_path / "s.npy"))
+    assert (src.height, src.width, src.band_count) == (64, 64, 50)
+    mask, valid = load_ground_truth(os.path.join(RAW, "RCRD__maskPavia.mat"))
+    assert mask.shape == (105, 120) and mask.sum() == 43 and valid.all()
+
+
+def test_envi_with_wavelengths(tmp_path):
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    cube, _ = mat_scene("abu-airport-2")
+    ds = gdal.GetDriverByName("ENVI").Create(str(tmp_path / "scene.dat"), 100, 100, 5, gdal.GDT_Int16)
+    for i in range(5):
+        ds.GetRasterBand(i + 1).WriteArray(cube[:, :, i])
+    ds.SetMetadata({"wavelength": "{0.40, 0.41, 0.42, 0.43, 0.44}", "wavelength_units": "Micrometers"}, "ENVI")
+    ds = None
+    src = open_source(str(tmp_path / "scene.dat"))
+    assert src.band_count == 5
+    np.testing.assert_allclose(src.wavelengths, [400, 410, 420, 430, 440])
+    x, _ = src.read([4])
+    np.testing.assert_array_equal(x[0], cube[:, :, 4])
+
+
+def test_band_selection():
+    assert select_bands(205, 0) == list(range(205))
+    assert select_bands(205, 200) == list(range(200))
+    assert select_bands(10, [0, 9]) == [0, 9]
+    assert parse_band_list("1-3, 10,2") == [0, 1, 2, 9]
+    with pytest.raises(InputError, match="first 250 bands, but the raster has only 205"):
+        select_bands(205, 250)
+    with pytest.raises(InputError, match="band list is empty"):
+        select_bands(10, [])
+    with pytest.raises(InputError, match="band list is empty"):
+        parse_band_list(" , ")
+    with pytest.raises(InputError, match="do not exist"):
+        select_bands(10, [10])
+    with pytest.raises(InputError, match="not a band number"):
+        parse_band_list("1-x")
+
+
+def test_scaling_is_spec_formula_over_valid_pixels_only():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(100, 5000, (4, 6, 7)).astype(np.float32)
+    valid = np.ones((6, 7), bool)
+    valid[0, 0] = False
+    x[:, 0, 0] = 1e9  # an invalid pixel must not set the max
+    lo, hi = x[:, valid].min(), x[:, valid].max()
+    expected = ((x.astype(np.float64) - lo) / (hi - lo) * 2 - 1) * 0.1
+    y, mm = scale_cube(x.copy(), valid)
+    assert mm == (lo, hi)
+    np.testing.assert_allclose(y[:, valid], expected[:, valid], atol=1e-7)
+    assert y[:, valid].min() == pytest.approx(-0.1) and y[:, valid].max() == pytest.approx(0.1)
+    assert (y[:, ~valid] == 0).all()
+    with pytest.raises(InputError, match="same value"):
+        scale_cube(np.ones((3, 4, 4), np.float32), np.ones((4, 4), bool))
+    with pytest.raises(InputError, match="every pixel is nodata"):
+        scale_cube(np.ones((3, 4, 4), np.float32), np.zeros((4, 4), bool))
+
+
+def test_writer_keeps_georeferencing(tmp_path):
+    src_path = write_geotiff(tmp_path / "in.tif", np.zeros((5, 6, 1), np.uint8))
+    src = open_source(src_path)
+    out = write_raster(str(tmp_path / "o.tif"), [np.arange(30, dtype=np.float32).reshape(5, 6)], src.georef, -9999.0)
+    arr, wkt, gt, nodata = read_geotiff(out)
+    assert "UTM zone 11N" in wkt and gt == src.georef.geotransform and nodata == -9999.0
+    assert arr[0, 4, 5] == 29
+
+
+def test_writer_leaves_nothing_on_cancel_or_bad_path(tmp_path):
+    class CancelNow(Feedback):
+        def cancelled(self):
+            return True
+
+    with pytest.raises(Cancelled):
+        write_raster(str(tmp_path / "o.tif"), [np.zeros((4, 4), np.float32)], Georef(), None, feedback=CancelNow())
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(OutputError, match="folder does not exist"):
+        write_raster(str(tmp_path / "missing" / "o.tif"), [np.zeros((4, 4), np.float32)], Georef(), None)
+    with pytest.raises(OutputError, match="GeoTIFF"):
+        write_raster(str(tmp_path / "o.png"), [np.zeros((4, 4), np.float32)], Georef(), None)
+
+
+def test_not_a_raster_and_truncated_geotiff(tmp_path):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(InputError, match="not a raster GDAL can read"):
+        open_source(str(txt))
+    cube, _ = mat_scene("abu-airport-2")
+    full = write_geotiff(tmp_path / "full.tif", cube[:, :, :20])
+    data = open(full, "rb").read()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt|not a raster"):
+        src = open_source(str(tmp_path / "cut.tif"))
+        src.read(range(20))

@@ -1,0 +1,64 @@
+"""The plugin through real `qgis_process` (our fers-qgis-process wrapper), offscreen."""
+import os
+
+import pytest
+
+from conftest import PUBLISHED_RX, REPO, qgis_process, read_geotiff
+
+
+def _results(stdout):
+    out, on = {}, False
+    for line in stdout.splitlines():
+        if line.startswith("Results"):
+            on = True
+        elif on and ":\t" in line:
+            k, v = line.split(":\t", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def test_provider_lists_algorithms():
+    r = qgis_process("list")
+    assert r.returncode == 0, r.stderr
+    assert "fers:detect" in r.stdout and "fers:evaluate" in r.stdout
+
+
+def test_detect_help_has_contract_parameters():
+    r = qgis_process("help", "fers:detect")
+    assert r.returncode == 0, r.stderr
+    for p in ("INPUT", "BANDS", "STRATEGY", "DETECTOR", "MODEL", "DEVICE", "OUTPUT"):
+        assert p in r.stdout
+    assert "multiplicative" in r.stdout and "additive" in r.stdout
+
+
+@pytest.mark.parametrize("name,bands,published", [r for r in PUBLISHED_RX if r[1] == 200 or r[0] in ("abu-airport-4", "abu-urban-3")])
+def test_qgis_process_reproduces_published_rx(scene_tifs, tmp_path, name, bands, published):
+    tif, gt = scene_tifs[name]
+    out = tmp_path / "score.tif"
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"BANDS={bands}", "STRATEGY=none", "DETECTOR=rx",
+                     "DEVICE=cpu", f"OUTPUT={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _results(r.stdout)["OUTPUT"] == str(out)
+    _, wkt, geotransform, _ = read_geotiff(out)
+    assert "UTM zone 11N" in wkt and geotransform == (380000.0, 7.1, 0.0, 3760000.0, 0.0, -7.1)
+    r = qgis_process("run", "fers:evaluate", "--", f"SCORE={out}", f"GROUND_TRUTH={gt}", f"ROC={tmp_path / 'roc.png'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _results(r.stdout)
+    assert abs(float(res["AUC"]) - published) <= 1e-4
+    assert os.path.getsize(tmp_path / "roc.png") > 1000
+
+
+def test_error_is_a_message_not_a_traceback(scene_tifs, tmp_path):
+    tif, _ = scene_tifs["abu-airport-2"]
+    out = tmp_path / "o.tif"
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", "BANDS=999", f"OUTPUT={out}")
+    assert r.returncode != 0
+    text = r.stdout + r.stderr
+    assert "asks for the first 999 bands, but the raster has only 205" in text
+    assert "Traceback" not in text and not out.exists()
+
+
+def test_demo_sample_is_georeferenced_and_detects():
+    sample = os.path.join(REPO, "resources", "sample", "abu-airport-2.tif")
+    _, wkt, geotransform, _ = read_geotiff(sample)
+    assert "UTM zone 11N" in wkt
