@@ -183,24 +183,9 @@ def load_weights_file(path: str, what: str = "checkpoint") -> dict:
     (the FERS authors' layout). Every failure becomes a ModelError that says
     which file and what to do.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelError(f"{what} not found: {path}")
-    if os.path.isdir(path):
-        raise ModelError(f"{what} is a folder, not a weights file: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
-            raise ModelError(
-                f"{what} {path} holds Python objects other than tensors (or is not a PyTorch weights file); "
-                "loading it would execute code stored in the file, so it is refused for safety. "
-                "Re-save it as a plain state dict: torch.save(model.state_dict(), path)") from None
-        raise ModelError(f"{what} {path} is corrupt or not a PyTorch weights file ({e})") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError, TypeError) as e:
-        # truncated downloads end here: the zip central directory is at the end of the file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{what} {path} is truncated, corrupt or not a PyTorch weights file ({first[:200]})") from None
+    from .checkpoint import safe_torch_load
+
+    obj = safe_torch_load(path, what)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -269,11 +254,24 @@ def load_backbone_weights(trunk: ResNetTrunk, arch: str, weights: str) -> str:
     weights = os.fspath(weights) if weights is not None else "random"
     if weights == "random":
         return "random"
+    partial = weights.startswith("partial:")
+    if partial:
+        weights = weights[len("partial:"):]
     if weights == "imagenet":
         state, source = _imagenet_state(arch)
     else:
         state, source = load_weights_file(weights, f"backbone weights for {arch}"), f"file:{os.path.abspath(weights)}"
     prefixes = trunk.module_prefixes()
     state = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    if partial:
+        # explicit opt-in ("partial:PATH"): stages the file lacks keep their (seeded) random init,
+        # e.g. the authors' enc.pt, which holds only layer1 of Wide-ResNet-101-2
+        have = sorted({k.split(".")[0] for k in state})
+        rest = [p.rstrip(".") for p in prefixes if p.rstrip(".") not in have]
+        if not have:
+            raise ModelError(f"{weights} holds none of the {arch} stages ({', '.join(p.rstrip('.') for p in prefixes)})")
+        own = trunk.state_dict()
+        state = dict({k: v for k, v in own.items() if k.split(".")[0] in rest}, **state)
+        source = f"{source} ({', '.join(have)})" + (f" + random ({', '.join(rest)})" if rest else "")
     load_state_strict(trunk, state, f"backbone weights {source} for {arch}")
     return source

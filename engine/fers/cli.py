@@ -39,6 +39,32 @@ def cmd_evaluate(args, fb):
         print(f"{res.auc:.6f}")
 
 
+def _training_sources(args):
+    if args.had100:
+        from .train.data import had100_training_sources
+
+        return had100_training_sources(args.had100, args.sensor)
+    return args.sources
+
+
+def cmd_train_spectral(args, fb):
+    from .train.stage1 import train_spectral
+
+    res = train_spectral(_training_sources(args), args.output, bands=_bands_arg(args), trunk=args.trunk,
+                         backbone_weights=args.backbone_weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                         betas=tuple(args.betas), seed=args.seed, patch=args.patch, steps_per_epoch=args.steps,
+                         device=args.device, val_sources=args.val, resume=not args.restart, feedback=fb)
+    h = res["history"]
+    fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
+    print(res["output"])
+
+
+def cmd_prune(args, fb):
+    from .checkpoint import prune
+
+    print(prune(args.checkpoint, args.output))
+
+
 def cmd_info(args, fb):
     from .io import open_source
 
@@ -81,6 +107,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gt-variable", help=".mat only: name of the ground-truth variable")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train-spectral", parents=[common], help="stage 1: train FERD / Spe-FEN on background scenes")
+    t.add_argument("sources", nargs="*", help="background rasters or folders of them (anomaly-free scenes)")
+    t.add_argument("--had100", help="a HAD100 folder: train on its train/<sensor>/*.npy")
+    t.add_argument("--sensor", default="aviris_ng", help="HAD100 sensor folder (aviris_ng or aviris)")
+    t.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--bands", type=int, default=100, help="the first N bands (the model's band count)")
+    g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100")
+    t.add_argument("--trunk", default="wide_resnet50_2", choices=("wide_resnet101_2", "wide_resnet50_2"),
+                   help="frozen encoder trunk (the paper: wide_resnet101_2; 50_2 has the same layer1, lighter)")
+    t.add_argument("--backbone-weights", default="imagenet",
+                   help="imagenet (torchvision file via torch.hub), a local .pth file, partial:FILE "
+                        "(stages missing from FILE stay random), or random")
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=0.005)
+    t.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), help="Adam betas (paper: 0.9 0.95)")
+    t.add_argument("--seed", type=int, default=10)
+    t.add_argument("--patch", type=int, default=64, help="patch size in pixels (multiple of 8)")
+    t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass over the scenes' pixels)")
+    t.add_argument("--val", nargs="*", help="held-out background scenes for validation (default: the last source)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
+    t.set_defaults(func=cmd_train_spectral)
+
+    pr = sub.add_parser("prune", parents=[common], help="cut the inference network out of a training checkpoint")
+    pr.add_argument("checkpoint")
+    pr.add_argument("output")
+    pr.set_defaults(func=cmd_prune)
 
     i = sub.add_parser("info", parents=[common], help="describe a raster or research file")
     i.add_argument("input")

@@ -43,21 +43,86 @@ def output_nodata(input_nodata: Optional[float]) -> float:
     return DEFAULT_NODATA
 
 
+def resolve_strategy(strategy: str, bands: int) -> str:
+    """'auto' follows the paper: fusion A for ≤ 50 bands, else B (SPEC §3)."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy '{strategy}' (choose one of: {', '.join(STRATEGIES)})")
+    if strategy == "auto":
+        return "multiplicative" if bands <= 50 else "additive"
+    return strategy
+
+
+def _minmax(s: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanmin(s), np.nanmax(s)
+    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+
+
+def enhance_features(cube: np.ndarray, model, need_spe: bool, need_spa: bool, device: str) -> tuple:
+    """(F_spe, F_spa) as (B, H, W) float32 arrays (None where not needed)."""
+    import torch
+
+    with torch.inference_mode():
+        h = torch.from_numpy(cube)[None].to(device)
+        f_spe = model.spe(h)[0].cpu().numpy() if need_spe else None
+        f_spa = model.spa(h)[0].cpu().numpy() if need_spa else None
+    return f_spe, f_spa
+
+
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None) -> tuple:
     """Score a preprocessed (B, H, W) cube. Returns (scores (H, W) float32 with NaN at invalid, info)."""
     from .detect.rx import rx
 
     feedback = feedback or Feedback()
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy '{strategy}' (choose one of: {', '.join(STRATEGIES)})")
+    strategy = resolve_strategy(strategy, cube.shape[0])
     if detector not in DETECTORS:
         raise InputError(f"unknown detector '{detector}' (choose one of: {', '.join(DETECTORS)})")
-    if strategy != "none":
-        raise ModelError(f"strategy '{strategy}' needs the learned branches, which this engine version "
-                         f"({__version__}) does not provide yet; use --strategy none (plain RX)")
-    scores, rxm = rx(cube, valid, device=device, feedback=feedback)
-    return scores, {"rx_rank": rxm.rank, "rx_condition": rxm.condition, "valid_pixels": rxm.n}
+    need_spe = strategy in ("spectral", "multiplicative", "additive")
+    need_spa = strategy in ("spatial", "multiplicative", "additive")
+    info = {"strategy": strategy}
+    if need_spe or need_spa:
+        if model is None:
+            raise ModelError(f"strategy '{strategy}' needs a model (MODEL / --model): a FERS checkpoint "
+                             "or the authors' checkpoint folder")
+        if need_spa and model.spa is None:
+            raise ModelError(f"strategy '{strategy}' needs the spatial branch (Spa-FEN), but {model.describe()} "
+                             "holds only the spectral branch: use strategy 'spectral', or a stage-2 model")
+        if model.bands != cube.shape[0]:
+            raise ModelError(f"the model {model.describe()} was trained on {model.bands} bands, but "
+                             f"{cube.shape[0]} are selected: use BANDS={model.bands} (or 0 to let the model decide)")
+        feedback.check()
+        f_spe, f_spa = enhance_features(cube, model, need_spe, need_spa, device)
+        feedback.progress(0.4, "feature enhancement")
+    rx_fb = feedback.sub(0.4 if need_spe or need_spa else 0.0, 1.0)
+    if strategy == "none":
+        enhanced = [cube]
+    elif strategy == "spectral":
+        enhanced = [cube + f_spe]
+    elif strategy == "spatial":
+        enhanced = [cube + f_spa]
+    elif strategy == "additive":
+        enhanced = [cube + f_spa + f_spe]
+    else:  # multiplicative: minmax(RX(H + F_spa)) ⊙ minmax(RX(H + F_spe))
+        enhanced = [cube + f_spa, cube + f_spe]
+    maps = []
+    for i, x in enumerate(enhanced):
+        s, rxm = rx(x, valid, device=device, feedback=rx_fb.sub(i / len(enhanced), (i + 1) / len(enhanced)))
+        maps.append(s)
+    scores = maps[0] if len(maps) == 1 else (_minmax(maps[0]) * _minmax(maps[1])).astype(np.float32)
+    info.update(rx_rank=rxm.rank, rx_condition=rxm.condition, valid_pixels=rxm.n)
+    return scores, info
+
+
+def resolve_model(model, device: str, feedback: Feedback):
+    """A FersModel from a path (or pass one through), moved to the device."""
+    if model is None or model == "":
+        return None
+    if isinstance(model, str):
+        from .checkpoint import load_model
+
+        model = load_model(model)
+        feedback.info(f"model: {model.describe()}")
+    return model.to(device)
 
 
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
@@ -73,6 +138,9 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         output = check_output_path(output, [input])
     dev = resolve_device(device)
     src = open_source(input, variable)
+    mdl = resolve_model(model, dev, feedback)
+    if mdl is not None and isinstance(bands, int) and bands == 0:
+        bands = mdl.bands  # a model fixes its band count: BANDS=0 means "what the model needs"
     idx = select_bands(src.band_count, bands)
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
@@ -82,7 +150,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     if n_invalid:
         feedback.info(f"{n_invalid} nodata/NaN/Inf pixel(s) excluded from every statistic and left as nodata")
     cube, minmax = scale_cube(cube, valid)
-    scores, info = score_scene(cube, valid, strategy, detector, model, dev, feedback.sub(0.1, 0.95))
+    scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95))
+    strategy = info["strategy"]
     info.update(scale_min=minmax[0], scale_max=minmax[1])
     if output is not None:
         feedback.check()
@@ -92,7 +161,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         band_name = f"anomaly score ({strategy}, {detector})"
         meta = {"FERS_VERSION": __version__, "FERS_STRATEGY": strategy, "FERS_DETECTOR": detector,
                 "FERS_BANDS": _band_ranges(idx), "FERS_SOURCE": os.path.basename(input),
-                "FERS_MODEL": model or ""}
+                "FERS_MODEL": mdl.source if mdl is not None else ""}
         write_raster(output, [np.where(valid, scores, nodata)], src.georef, nodata, [band_name], meta,
                      feedback=feedback)
     feedback.progress(1.0, "done")

@@ -1,14 +1,13 @@
 """ROC curves as PNG (matplotlib, headless) or a self-contained HTML page."""
 from __future__ import annotations
 
-import contextlib
 import html
 import os
-import tempfile
 
 import numpy as np
 
 from .errors import OutputError
+from .io.atomic import atomic_path
 
 
 def _atomic(path: str, write) -> str:
@@ -16,15 +15,8 @@ def _atomic(path: str, write) -> str:
     folder = os.path.dirname(path)
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise OutputError(f"cannot write {path}: folder missing or not writable")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError
+from .atomic import atomic_path
 from .source import Source, finalize_cube
 
 
@@ -143,47 +143,38 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
     leaves a half-written map that QGIS would happily display.
     """
     path = check_output_path(path)
-    folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial.tif", dir=folder)
-    os.close(fd)
-    try:
-        with gdal_exceptions() as gdal:
-            h, w = bands[0].shape
-            opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+    with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal:
+        h, w = bands[0].shape
+        opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+        try:
+            ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
+        except RuntimeError as e:
+            raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
+        if georef is not None:
+            if georef.geotransform is not None:
+                ds.SetGeoTransform(georef.geotransform)
+            if georef.crs_wkt:
+                ds.SetProjection(georef.crs_wkt)
+        for key, value in (metadata or {}).items():
+            ds.SetMetadataItem(str(key), str(value))
+        for i, arr in enumerate(bands):
+            if feedback is not None and feedback.cancelled():
+                raise Cancelled()
+            band = ds.GetRasterBand(i + 1)
+            if nodata is not None:
+                band.SetNoDataValue(float(nodata))
+            if i < len(band_names):
+                band.SetDescription(band_names[i])
+            if band_metadata and i < len(band_metadata):
+                for key, value in band_metadata[i].items():
+                    band.SetMetadataItem(str(key), str(value))
             try:
-                ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
+                band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
             except RuntimeError as e:
-                raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
-            if georef is not None:
-                if georef.geotransform is not None:
-                    ds.SetGeoTransform(georef.geotransform)
-                if georef.crs_wkt:
-                    ds.SetProjection(georef.crs_wkt)
-            for key, value in (metadata or {}).items():
-                ds.SetMetadataItem(str(key), str(value))
-            for i, arr in enumerate(bands):
-                if feedback is not None and feedback.cancelled():
-                    raise Cancelled()
-                band = ds.GetRasterBand(i + 1)
-                if nodata is not None:
-                    band.SetNoDataValue(float(nodata))
-                if i < len(band_names):
-                    band.SetDescription(band_names[i])
-                if band_metadata and i < len(band_metadata):
-                    for key, value in band_metadata[i].items():
-                        band.SetMetadataItem(str(key), str(value))
-                try:
-                    band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
-                except RuntimeError as e:
-                    raise OutputError(f"writing {path} failed: {str(e).strip()}") from None
-            try:
-                ds.FlushCache()
-                ds = None  # closes and flushes
-            except RuntimeError as e:
-                raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+                raise OutputError(f"writing {path} failed: {str(e).strip()}") from None
+        try:
+            ds.FlushCache()
+            ds = None  # closes and flushes
+        except RuntimeError as e:
+            raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
     return path

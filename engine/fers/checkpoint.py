@@ -1,0 +1,156 @@
+"""Model files: our single-file checkpoint format and the authors' published folders.
+
+Our format is one ``torch.save`` of a dict that holds only tensors and plain
+containers, so it loads with ``weights_only=True`` (nothing in it can execute):
+
+    {"format": "fers-checkpoint", "format_version": 1,
+     "kind": "spe-fen" | "stage1" | "fers",
+     "meta": {"bands", "band_indices", "wavelengths", "trunk", "backbone_weights", "fpl_hidden",
+              "training": {...}, "losses": {...}, "engine_version", "created"},
+     "spe_fen": state dict,            # CWL, layer1, FPL (all kinds)
+     "ferd": state dict,               # the whole stage-1 training net ("stage1" only)
+     "spa_fen": state dict}            # stage 2 ("fers" only)
+
+Every model the engine can run loads through ``load_model`` into a ``FersModel``.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from . import __version__
+from .errors import ModelError
+from .io.atomic import atomic_path
+
+FORMAT = "fers-checkpoint"
+FORMAT_VERSION = 1
+KINDS = ("spe-fen", "stage1", "fers")
+
+
+def safe_torch_load(path: str, what: str = "checkpoint"):
+    """``torch.load(weights_only=True)`` with every failure turned into a ModelError naming the file.
+
+    Checkpoints travel between people; a full unpickle would run whatever code the
+    file names, so anything beyond tensors and plain containers is refused.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(f"{what} not found: {path}")
+    if os.path.isdir(path):
+        raise ModelError(f"{what} is a folder, not a weights file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            raise ModelError(
+                f"{what} {path} holds Python objects other than tensors (or is not a PyTorch weights file); "
+                "loading it would execute code stored in the file, so it is refused for safety. "
+                "Re-save it as a plain state dict: torch.save(model.state_dict(), path)") from None
+        raise ModelError(f"{what} {path} is corrupt or not a PyTorch weights file ({e})") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError, TypeError) as e:
+        # truncated downloads end here: the zip central directory is at the end of the file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{what} {path} is truncated, corrupt or not a PyTorch weights file ({first[:200]})") from None
+
+
+def save_checkpoint(path: str, kind: str, meta: dict, **states) -> str:
+    """Write atomically (temp file + rename): a crash never leaves a half-written model."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind}")
+    meta = dict(meta, engine_version=__version__,
+                created=meta.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "meta": meta}
+    for name, sd in states.items():
+        obj[name] = {k: v.detach().cpu().clone() for k, v in sd.items()}
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def read_checkpoint(path: str) -> dict:
+    obj = safe_torch_load(path, "model checkpoint")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a FERS checkpoint (no '{FORMAT}' header); for the authors' published "
+                         "models pass their folder (convh.pt, enc.pt, pc.pt)")
+    if obj.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelError(f"{path} was written by a newer FERS (format {obj['format_version']}); update the plugin")
+    if obj.get("kind") not in KINDS or "spe_fen" not in obj or "meta" not in obj:
+        raise ModelError(f"{path} is an incomplete FERS checkpoint (kind {obj.get('kind')!r})")
+    return obj
+
+
+@dataclass
+class FersModel:
+    """What detection needs: the two enhancement branches (either may be absent) and metadata."""
+
+    spe: Optional[torch.nn.Module]
+    spa: Optional[torch.nn.Module] = None
+    meta: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def bands(self) -> int:
+        return int(self.meta["bands"])
+
+    def describe(self) -> str:
+        branches = " + ".join(n for n, m in (("Spe-FEN", self.spe), ("Spa-FEN", self.spa)) if m is not None)
+        return f"{os.path.basename(self.source.rstrip('/'))} ({branches}, {self.bands} bands)"
+
+    def to(self, device: str) -> "FersModel":
+        for m in (self.spe, self.spa):
+            if m is not None:
+                m.to(device).eval()
+        return self
+
+
+def spefen_from_state(state: dict, meta: dict, path: str):
+    from .backbones import load_state_strict
+    from .spectral.model import SpeFEN
+
+    bands = int(meta["bands"])
+    hidden = int(state["fpl.conv1.weight"].shape[0]) if "fpl.conv1.weight" in state else None
+    net = SpeFEN(bands, hidden=hidden)
+    load_state_strict(net, state, f"{path} (Spe-FEN)")
+    return net.eval()
+
+
+def load_model(path: str) -> FersModel:
+    """A FersModel from our checkpoint file or the authors' folder (convh.pt, enc.pt, pc.pt)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from .spectral.model import load_reference_spefen
+
+        spe = load_reference_spefen(path)
+        meta = {"bands": spe.bands, "band_indices": list(range(spe.bands)), "trunk": "wide_resnet101_2",
+                "backbone_weights": "authors' enc.pt (ImageNet layer1 of Wide-ResNet-101-2)",
+                "origin": "FERS/FERD authors' published checkpoint"}
+        return FersModel(spe=spe, meta=meta, source=path)
+    obj = read_checkpoint(path)
+    meta = obj["meta"]
+    spe = spefen_from_state(obj["spe_fen"], meta, path)
+    spa = None
+    if obj["kind"] == "fers":
+        from .spatial.model import spafen_from_state
+
+        spa = spafen_from_state(obj["spa_fen"], meta, path)
+    return FersModel(spe=spe, spa=spa, meta=meta, source=path)
+
+
+def prune(path: str, output: str) -> str:
+    """Keep only what inference needs (Spe-FEN, and Spa-FEN if present): a small shareable file."""
+    obj = read_checkpoint(path)
+    kind = "fers" if obj["kind"] == "fers" else "spe-fen"
+    states = {"spe_fen": obj["spe_fen"]}
+    if kind == "fers":
+        states["spa_fen"] = obj["spa_fen"]
+    meta = dict(obj["meta"], pruned_from=os.path.basename(path))
+    return save_checkpoint(output, kind, meta, **states)

@@ -1,0 +1,197 @@
+"""Background patches for training (SPEC §1: 64×64 patches from anomaly-free scenes).
+
+Each background scene is read once, band-selected and scaled on its own (SPEC §0,
+exactly as at inference). Known anomalies (a ground truth shipped with the scene)
+are masked with a safety margin and filled from their nearest background pixel,
+so that windows near them remain usable without teaching the network the anomaly.
+True nodata is never filled: windows must be nodata-free.
+
+Scenes smaller than a patch are reflect-padded up to it: mirrored background is
+still background, and the small AVIRIS scenes here (50×50, 50×90) would otherwise
+be lost.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..feedback import Feedback
+from ..io import open_source
+from ..io.research import had100_scenes
+from ..preprocess import scale_cube, select_bands
+
+RASTER_EXTENSIONS = (".tif", ".tiff", ".mat", ".npy", ".dat", ".img", ".bsq", ".bil", ".bip", ".hdr", ".vrt")
+
+
+@dataclass
+class BackgroundScene:
+    name: str
+    cube: np.ndarray  # (B, H, W) float32, scaled to [-0.1, 0.1]
+    usable: np.ndarray  # (H, W) bool: nodata-free after anomaly filling
+    masked_anomalies: int
+
+
+def expand_sources(items: Sequence[str]) -> List[str]:
+    """Files as given; folders expand to the rasters they contain (sorted, for reproducibility)."""
+    out = []
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(p for p in glob.glob(os.path.join(item, "*"))
+                           if p.lower().endswith(RASTER_EXTENSIONS) and not p.lower().endswith(".hdr"))
+            if not found:
+                raise InputError(f"no rasters found in the folder {item}")
+            out.extend(found)
+        else:
+            out.append(item)
+    if not out:
+        raise InputError("no background scenes given")
+    return out
+
+
+def had100_training_sources(root: str, sensor: str = "aviris_ng") -> List[str]:
+    """The HAD100 layout's anomaly-free training cubes: train/<sensor>/*.npy."""
+    return [p for _, p, _ in had100_scenes(root, sensor=sensor, split="train")]
+
+
+def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, margin: int = 3) -> BackgroundScene:
+    src = open_source(path)
+    idx = select_bands(src.band_count, bands)
+    cube, valid = src.read(idx)
+    cube, _ = scale_cube(cube, valid)
+    gt = src.ground_truth()
+    n_anom = 0
+    if gt is not None and (gt > 0).any():
+        anomalies = ndimage.binary_dilation(gt > 0, iterations=margin) if margin else gt > 0
+        n_anom = int((gt > 0).sum())
+        fill_from = valid & ~anomalies
+        if not fill_from.any():
+            raise InputError(f"{path}: no background left after masking its anomalies")
+        # nearest background pixel for every masked one
+        _, (ri, ci) = ndimage.distance_transform_edt(~fill_from, return_indices=True)
+        hole = anomalies & valid
+        cube[:, hole] = cube[:, ri[hole], ci[hole]]
+    h, w = valid.shape
+    if h < patch or w < patch:
+        ph, pw = max(0, patch - h), max(0, patch - w)
+        if ph > h - 1 or pw > w - 1:
+            raise InputError(f"{path} is {w}×{h} px: too small to mirror up to {patch}×{patch} patches")
+        cube = np.pad(cube, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        valid = np.pad(valid, ((0, ph), (0, pw)), mode="reflect")
+    return BackgroundScene(os.path.basename(path), np.ascontiguousarray(cube), valid, n_anom)
+
+
+class PatchSampler:
+    """Random nodata-free patches with flips and 90° rotations, from a seeded generator."""
+
+    def __init__(self, scenes: List[BackgroundScene], patch: int, seed: int, augment: bool = True):
+        self.scenes, self.patch, self.augment = scenes, patch, augment
+        self.rng = np.random.default_rng(seed)
+        self.windows = []  # per scene: top-left corners of fully usable windows
+        for s in scenes:
+            # a window is usable iff its sum of unusable pixels is 0 (integral image)
+            bad = np.pad((~s.usable).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            p = patch
+            counts = bad[p:, p:] - bad[:-p, p:] - bad[p:, :-p] + bad[:-p, :-p]
+            r, c = np.nonzero(counts == 0)
+            self.windows.append(np.stack([r, c], 1))
+        empty = [s.name for s, wnd in zip(scenes, self.windows) if len(wnd) == 0]
+        if empty:
+            raise InputError(f"no nodata-free {patch}×{patch} window in: {', '.join(empty)}")
+        # scenes are drawn in proportion to their area, so every pixel is about equally likely
+        area = np.array([s.usable.sum() for s in scenes], dtype=np.float64)
+        self.p_scene = area / area.sum()
+
+    @property
+    def bands(self) -> int:
+        return self.scenes[0].cube.shape[0]
+
+    def epoch_steps(self, batch: int) -> int:
+        """Steps in one 'epoch': as many patch pixels as the scenes hold pixels."""
+        pixels = sum(int(s.usable.sum()) for s in self.scenes)
+        return max(1, int(np.ceil(pixels / (self.patch * self.patch * batch))))
+
+    def batch(self, n: int) -> np.ndarray:
+        out = np.empty((n, self.bands, self.patch, self.patch), np.float32)
+        for i in range(n):
+            k = self.rng.choice(len(self.scenes), p=self.p_scene)
+            r, c = self.windows[k][self.rng.integers(len(self.windows[k]))]
+            x = self.scenes[k].cube[:, r:r + self.patch, c:c + self.patch]
+            if self.augment:
+                x = np.rot90(x, int(self.rng.integers(4)), axes=(1, 2))
+                if self.rng.integers(2):
+                    x = x[:, :, ::-1]
+            out[i] = x
+        return out
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def fixed_patches(scenes: List[BackgroundScene], patch: int, count: int, seed: int) -> np.ndarray:
+    """A deterministic validation set: the same patches every epoch, no augmentation."""
+    return PatchSampler(scenes, patch, seed, augment=False).batch(count)
+
+
+@dataclass
+class BackgroundData:
+    train: PatchSampler
+    val: np.ndarray  # (n, B, p, p)
+    train_names: List[str]
+    val_names: List[str]
+    summary: dict
+
+
+def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val_sources: Optional[Sequence[str]] = None,
+                       val_patches: int = 16, feedback: Optional[Feedback] = None) -> BackgroundData:
+    """Load every background scene; hold out validation scenes (never test scenes).
+
+    With ``val_sources`` given those scenes validate; otherwise, with 3 or more
+    scenes, the last one (in sorted order) is held out; with fewer, validation uses
+    fixed patches of the training scenes (weaker, and said so in the log).
+    """
+    feedback = feedback or Feedback()
+    paths = expand_sources(sources)
+    val_paths = expand_sources(val_sources) if val_sources else []
+    if not val_paths and len(paths) >= 3:
+        val_paths = [paths[-1]]
+        paths = paths[:-1]
+    scenes, skipped = [], []
+    for i, p in enumerate(paths):
+        feedback.check()
+        try:
+            scenes.append(load_background(p, bands, patch))
+        except InputError as e:
+            # a scene with too few bands cannot serve a first-N-bands model; others still can
+            if "asks for the first" not in str(e):
+                raise
+            skipped.append(os.path.basename(p))
+            feedback.warn(f"skipping {os.path.basename(p)}: {e}")
+        feedback.progress((i + 1) / (len(paths) + len(val_paths)), f"loaded {os.path.basename(p)}")
+    if not scenes:
+        raise InputError(f"none of the background scenes has the {bands} bands asked for")
+    bcount = {s.cube.shape[0] for s in scenes}
+    if len(bcount) != 1:
+        raise InputError(f"background scenes give different band counts {sorted(bcount)}; set --bands")
+    val_scenes = [load_background(p, bands, patch) for p in val_paths]
+    held_out = bool(val_scenes)
+    if not held_out:
+        feedback.warn("fewer than 3 background scenes: validation uses fixed patches of the training scenes")
+        val_scenes = scenes
+    train = PatchSampler(scenes, patch, seed)
+    val = fixed_patches(val_scenes, patch, val_patches, seed + 1)
+    summary = {
+        "train_scenes": [s.name for s in scenes], "val_scenes": [s.name for s in val_scenes] if held_out else [],
+        "train_pixels": int(sum(s.usable.sum() for s in scenes)),
+        "masked_anomaly_pixels": int(sum(s.masked_anomalies for s in scenes)),
+        "patch": patch, "val_patches": int(len(val)), "val_held_out": held_out, "skipped_scenes": skipped,
+    }
+    return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary)

@@ -1,0 +1,186 @@
+"""The trainer both stages share: seeds, epochs of random patches, validation, resume, logs.
+
+A stage supplies a ``TrainTask``: the trainable module, a loss on a batch, and how
+to write the final checkpoint. The loop owns everything else, so stage 1 and
+stage 2 behave identically (progress with ETA, cancel, resume, log format).
+
+Model selection uses the validation loss on held-out background patches only:
+never test ground truth (the reference scripts keep the epoch with the best test
+AUC; SPEC §4 forbids it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..checkpoint import safe_torch_load
+from ..errors import Cancelled, ModelError
+from ..feedback import Feedback
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch: int = 16
+    lr: float = 0.005
+    betas: tuple = (0.5, 0.999)  # reference code; the paper says (0.9, 0.95) (SPEC §1)
+    seed: int = 10
+    patch: int = 64
+    steps_per_epoch: int = 0  # 0: as many patch pixels as the training scenes have pixels
+    device: str = "cpu"
+    threads: int = 0  # 0: torch's default
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainTask:
+    module: torch.nn.Module  # holds the trainable parameters (frozen parts have requires_grad False)
+    loss: Callable  # (module, batch tensor) -> (total, {name: float})
+    save: Callable  # (path, history dict) -> None: write the final checkpoint
+    name: str = "train"
+    # state-dict prefixes that never change (frozen, eval-mode parts): kept out of resume files and
+    # best-epoch copies, since they are rebuilt from their source (e.g. ImageNet weights)
+    frozen: tuple = ()
+
+    def state(self) -> dict:
+        return {k: v for k, v in self.module.state_dict().items() if not k.startswith(self.frozen or ("\0",))}
+
+    def load(self, state: dict) -> None:
+        missing, unexpected = self.module.load_state_dict(state, strict=False)
+        stray = [k for k in missing if not k.startswith(self.frozen or ("\0",))] + list(unexpected)
+        if stray:
+            raise ModelError(f"resume state does not match the network ({', '.join(stray[:5])} ...)")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Trainer:
+    def __init__(self, task: TrainTask, sampler, val: np.ndarray, config: TrainConfig, output: str,
+                 feedback: Optional[Feedback] = None, hyper: Optional[dict] = None):
+        self.task, self.sampler, self.cfg, self.output = task, sampler, config, os.path.abspath(output)
+        self.feedback = feedback or Feedback()
+        self.device = torch.device(config.device)
+        self.val = torch.from_numpy(val)
+        self.resume_path = self.output + ".resume.pt"
+        self.log_path = self.output + ".log.jsonl"
+        self.hyper = dict(hyper or {}, **{k: v for k, v in asdict(config).items() if k != "extra"}, **config.extra)
+        params = [p for p in task.module.parameters() if p.requires_grad]
+        if not params:
+            raise ModelError("nothing to train: every parameter is frozen")
+        self.params = params
+        self.opt = torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas))
+        self.steps = config.steps_per_epoch or sampler.epoch_steps(config.batch)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _save_resume(self, epoch: int, history: dict, best_state) -> None:
+        state = {"epoch": epoch, "module": self.task.state(), "opt": self.opt.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "sampler_rng": json.dumps(self.sampler.get_state()),
+                 "history": json.dumps(history), "best": best_state, "hyper": json.dumps(self.hyper, default=str)}
+        tmp = self.resume_path + ".partial"
+        torch.save(state, tmp)
+        os.replace(tmp, self.resume_path)
+
+    def _load_resume(self):
+        state = safe_torch_load(self.resume_path, "training resume file")
+        saved = json.loads(state["hyper"])
+        for k in ("bands", "lr", "batch", "patch", "seed", "trunk", "stage"):
+            if k in saved and k in self.hyper and saved[k] != self.hyper[k]:
+                raise ModelError(f"cannot resume {self.resume_path}: it was started with {k}={saved[k]}, "
+                                 f"now {k}={self.hyper[k]}; use the same settings or delete the resume file")
+        self.task.load(state["module"])
+        self.opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+        self.sampler.set_state(json.loads(state["sampler_rng"]))
+        return int(state["epoch"]), json.loads(state["history"]), state["best"]
+
+    # -- the loop ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.task.module.eval()
+        total = 0.0
+        for i in range(0, len(self.val), self.cfg.batch):
+            loss, _ = self.task.loss(self.task.module, self.val[i:i + self.cfg.batch].to(self.device))
+            total += float(loss) * len(self.val[i:i + self.cfg.batch])
+        return total / len(self.val)
+
+    def fit(self, resume: bool = True) -> dict:
+        fb = self.feedback
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self.task.module.to(self.device)
+        start_epoch, history, best = 0, {"epochs": [], "best_epoch": None, "best_val": None}, None
+        if resume and os.path.exists(self.resume_path):
+            start_epoch, history, best = self._load_resume()
+            fb.info(f"resuming {self.task.name} from epoch {start_epoch} ({self.resume_path})")
+            self._log({"event": "resume", "epoch": start_epoch})
+        else:
+            seed_everything(self.cfg.seed)
+            if os.path.exists(self.log_path):
+                os.remove(self.log_path)
+            history["initial_val"] = self.validate()
+            self._log({"event": "start", "hyper": self.hyper, "initial_val": history["initial_val"]})
+            fb.info(f"{self.task.name}: {self.cfg.epochs} epochs × {self.steps} steps, batch {self.cfg.batch}, "
+                    f"initial validation loss {history['initial_val']:.5f}")
+        total_steps = self.cfg.epochs * self.steps
+        t0, done0 = time.perf_counter(), start_epoch * self.steps
+        for epoch in range(start_epoch, self.cfg.epochs):
+            self.task.module.train()
+            sums = {}
+            for step in range(self.steps):
+                if fb.cancelled():
+                    # the resume file holds the last completed epoch: resuming replays this epoch
+                    # exactly (same RNG states), so a resumed run equals an uninterrupted one
+                    where = (f"resume with the same command (from epoch {epoch}, {self.resume_path})"
+                             if os.path.exists(self.resume_path) else "no epoch was complete, so it restarts")
+                    raise Cancelled(f"training cancelled: {where}; no model was written")
+                x = torch.from_numpy(self.sampler.batch(self.cfg.batch)).to(self.device)
+                loss, parts = self.task.loss(self.task.module, x)
+                if not torch.isfinite(loss):
+                    raise ModelError(f"training diverged (loss {float(loss.detach())}) at epoch {epoch + 1}; lower the learning rate")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                for k, v in dict(parts, total=float(loss.detach())).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                done = epoch * self.steps + step + 1
+                rate = (time.perf_counter() - t0) / max(1, done - done0)
+                fb.progress(done / total_steps, f"epoch {epoch + 1}/{self.cfg.epochs} step {step + 1}/{self.steps} "
+                            f"loss {float(loss.detach()):.4f} ETA {_fmt_time(rate * (total_steps - done))}")
+            train = {k: v / self.steps for k, v in sums.items()}
+            val = self.validate()
+            rec = {"epoch": epoch + 1, "train": train, "val": val,
+                   "seconds_per_step": (time.perf_counter() - t0) / max(1, (epoch + 1) * self.steps - done0)}
+            history["epochs"].append(rec)
+            if history["best_val"] is None or val < history["best_val"]:
+                history["best_val"], history["best_epoch"] = val, epoch + 1
+                best = {k: v.detach().cpu().clone() for k, v in self.task.state().items()}
+            self._log({"event": "epoch", **rec})
+            fb.info(f"epoch {epoch + 1}: train loss {train['total']:.5f}, validation loss {val:.5f}")
+            self._save_resume(epoch + 1, history, best)
+        if best is not None:
+            self.task.load(best)  # the epoch with the lowest validation loss
+        self.task.save(self.output, history)
+        self._log({"event": "done", "best_epoch": history["best_epoch"], "best_val": history["best_val"],
+                   "output": self.output})
+        os.remove(self.resume_path)
+        return history
