@@ -91,7 +91,9 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
             raise ModelError(f"the model {model.describe()} was trained on {model.bands} bands, but "
                              f"{cube.shape[0]} are selected: use BANDS={model.bands} (or 0 to let the model decide)")
         feedback.check()
+        t0 = time.perf_counter()
         f_spe, f_spa = enhance_features(cube, model, need_spe, need_spa, device)
+        info["model_seconds"] = time.perf_counter() - t0
         feedback.progress(0.4, "feature enhancement")
     rx_fb = feedback.sub(0.4 if need_spe or need_spa else 0.0, 1.0)
     if strategy == "none":
@@ -105,11 +107,14 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     else:  # multiplicative: minmax(RX(H + F_spa)) ⊙ minmax(RX(H + F_spe))
         enhanced = [cube + f_spa, cube + f_spe]
     maps = []
+    t0 = time.perf_counter()
     for i, x in enumerate(enhanced):
         s, rxm = rx(x, valid, device=device, feedback=rx_fb.sub(i / len(enhanced), (i + 1) / len(enhanced)))
         maps.append(s)
     scores = maps[0] if len(maps) == 1 else (_minmax(maps[0]) * _minmax(maps[1])).astype(np.float32)
-    info.update(rx_rank=rxm.rank, rx_condition=rxm.condition, valid_pixels=rxm.n)
+    info.update(rx_rank=rxm.rank, rx_condition=rxm.condition, valid_pixels=rxm.n,
+                detector_seconds=time.perf_counter() - t0)
+    info.setdefault("model_seconds", 0.0)
     return scores, info
 
 
