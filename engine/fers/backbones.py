@@ -230,7 +230,7 @@ def _imagenet_state(arch: str) -> tuple:
         raise ModelError(
             f"cannot download the ImageNet weights for {arch}: this machine is offline or {url} is unreachable "
             f"({getattr(e, 'reason', e)}). Download {url} on a connected machine and put the file at {cache} "
-            "(torch's hub cache), or pass --backbone-weights PATH to a local copy, "
+            "(torch's hub cache), or pass --backbone-weights PATH (BACKBONE_WEIGHTS in QGIS) to a local copy, "
             "or --backbone-weights random to train from a random frozen trunk") from None
     except pickle.UnpicklingError:
         raise ModelError(f"the cached ImageNet weights {cache} hold Python objects other than tensors; "

@@ -4,5 +4,6 @@
 def all_algorithms():
     from .detect import DetectAlgorithm
     from .evaluate import EvaluateAlgorithm
+    from .train_spectral import TrainSpectralAlgorithm
 
-    return [DetectAlgorithm(), EvaluateAlgorithm()]
+    return [DetectAlgorithm(), EvaluateAlgorithm(), TrainSpectralAlgorithm()]

@@ -42,8 +42,12 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(bands)
         self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "none")
         self.add_enum("DETECTOR", "Detector", DETECTORS, "rx")
-        model = QgsProcessingParameterFile("MODEL", "Model checkpoint (empty: none / bundled default)",
-                                           QgsProcessingParameterFile.File, "", None, True)
+        # "All files (*)": any other filter makes QGIS append an extension to the value and reject the
+        # authors' checkpoint folders (convh.pt, enc.pt, pc.pt), which are valid models too
+        model = QgsProcessingParameterFile("MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
+                                           QgsProcessingParameterFile.File, "", None, True, "All files (*)")
+        model.setHelp("Needed by every strategy except 'none'. A FERS checkpoint from the training algorithms, "
+                      "or a folder holding the FERS authors' convh.pt, enc.pt and pc.pt.")
         self.addParameter(model)
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
         band_list = QgsProcessingParameterString("BAND_LIST", "Explicit band list (1-based, e.g. 1-100,120)",
