@@ -61,6 +61,7 @@ demo: setup
 
 bench: venv
 	$(PY) bench/bench_rx.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

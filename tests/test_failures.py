@@ -1,0 +1,212 @@
+"""Bad input, faults and hostile files: one clear message, exit code, and nothing half-written.
+
+Each case runs through the engine CLI (`fers`) and through `fers-qgis-process run fers:detect`,
+asserting the message and that no output (and no temporary file) is left in the output folder.
+"""
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import VENV_BIN, WEIGHTS, fers, mat_scene, qgis_process, read_geotiff, write_geotiff
+
+AUTHORS_100 = os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands")
+
+
+class Evil:
+    """Unpickling this would run a shell command (the marker file proves whether it ran)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _scene(tmp, name="scene.tif", rows=None, cols=None, bands=120, dtype=np.int16, nodata=None, edit=None):
+    cube = mat_scene("abu-airport-2")[0][:rows, :cols, :bands].astype(dtype)
+    if edit is not None:
+        cube = edit(cube)
+    return write_geotiff(tmp / name, cube, nodata=nodata)
+
+
+def _all_nodata(tmp):
+    return _scene(tmp, nodata=-1, edit=lambda c: np.full_like(c, -1))
+
+
+def _constant(tmp):
+    return _scene(tmp, edit=lambda c: np.full_like(c, 7))
+
+
+def _truncated(tmp):
+    full = _scene(tmp, name="full.tif")
+    data = open(full, "rb").read()
+    os.remove(full)
+    (tmp / "cut.tif").write_bytes(data[: len(data) * 2 // 3])
+    return str(tmp / "cut.tif")
+
+
+def _not_raster(tmp):
+    (tmp / "notes.tif").write_text("field notes, not pixels")
+    return str(tmp / "notes.tif")
+
+
+def _truncated_checkpoint(tmp):
+    d = tmp / "ckpt"
+    shutil.copytree(AUTHORS_100, d)
+    data = (d / "enc.pt").read_bytes()
+    (d / "enc.pt").write_bytes(data[:1000])
+    return str(d)
+
+
+def _evil_checkpoint(tmp):
+    import torch
+
+    p = tmp / "evil.pt"
+    torch.save({"format": "fers-checkpoint", "payload": Evil(tmp / "PWNED")}, p)
+    return str(p)
+
+
+def _pickle_checkpoint(tmp):
+    p = tmp / "plain.pkl.pt"
+    with open(p, "wb") as f:
+        pickle.dump(Evil(tmp / "PWNED"), f)
+    return str(p)
+
+
+# (id, input factory, extra CLI args, extra QGIS params, expected message)
+CASES = [
+    ("bands-too-many", _scene, ["--bands", "300"], ["BANDS=300"], "asks for the first 300 bands, but the raster has only 120"),
+    ("band-list-out-of-range", _scene, ["--band-list", "1-10,500"], ["BAND_LIST=1-10,500"], "band(s) 500 do not exist"),
+    ("band-list-garbage", _scene, ["--band-list", "a-b"], ["BAND_LIST=a-b"], "is not a band number or a range"),
+    ("all-nodata", _all_nodata, [], [], "every pixel is nodata"),
+    ("constant-bands", _constant, [], [], "all valid pixels have the same value"),
+    ("single-pixel", lambda t: _scene(t, rows=1, cols=1), [], [], "RX needs at least 2 valid pixels"),
+    ("not-a-raster", _not_raster, [], [], "is not a raster GDAL can read"),
+    ("truncated-geotiff", _truncated, [], [], "truncated or corrupt"),
+    ("model-band-mismatch", _scene, ["--strategy", "spectral", "--model", AUTHORS_100, "--bands", "50"],
+     ["STRATEGY=spectral", f"MODEL={AUTHORS_100}", "BANDS=50"], "trained on 100 bands, but 50 are selected"),
+    ("model-needs-more-bands-than-raster", lambda t: _scene(t, bands=60), ["--strategy", "spectral", "--model", AUTHORS_100],
+     ["STRATEGY=spectral", f"MODEL={AUTHORS_100}"], "asks for the first 100 bands, but the raster has only 60"),
+    ("stage1-model-for-fusion", _scene, ["--strategy", "additive", "--model", AUTHORS_100],
+     ["STRATEGY=additive", f"MODEL={AUTHORS_100}"], "needs the spatial branch (Spa-FEN)"),
+    ("model-on-one-row-raster", lambda t: _scene(t, rows=1), ["--strategy", "spectral", "--model", AUTHORS_100],
+     ["STRATEGY=spectral", f"MODEL={AUTHORS_100}"], "needs an image of at least 5×5 pixels"),
+    ("device-cuda-without-cuda", _scene, ["--device", "cuda"], ["DEVICE=cuda"], "sees no CUDA GPU"),
+]
+
+
+def _no_output(folder, out):
+    assert not os.path.exists(out)
+    assert not [p for p in os.listdir(folder) if "partial" in p], os.listdir(folder)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_cli_failure(tmp_path, case):
+    _, make, args, _, message = case
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    r = fers("detect", make(tmp_path), out, *args)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert message in last and last.startswith("fers: error: ") and "Traceback" not in r.stderr
+    _no_output(out.parent, out)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_qgis_failure(tmp_path, case):
+    _, make, _, params, message = case
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={make(tmp_path)}", *params, f"OUTPUT={out}")
+    text = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "Traceback" not in text
+    # an unreadable file is refused by QGIS itself before our code runs; either message is clear
+    assert message in text or ("not-a-raster" in case[0] or "truncated" in case[0]) and "INPUT" in text, text
+    _no_output(out.parent, out)
+
+
+@pytest.mark.parametrize("make,message", [
+    (_truncated_checkpoint, "truncated, corrupt or not a PyTorch weights file"),
+    (_evil_checkpoint, "refused for safety"),
+    (_pickle_checkpoint, "refused for safety"),
+])
+def test_bad_checkpoints_are_refused_and_never_executed(tmp_path, make, message):
+    tif = _scene(tmp_path, bands=100)
+    model = make(tmp_path)
+    out = tmp_path / "map.tif"
+    r = fers("detect", tif, out, "--strategy", "spectral", "--model", model)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", "STRATEGY=spectral", f"MODEL={model}", f"OUTPUT={out}")
+    assert r.returncode != 0 and message in r.stdout + r.stderr
+    assert not (tmp_path / "PWNED").exists() and not out.exists()
+
+
+def test_unwritable_output_and_output_equal_input(tmp_path):
+    tif = _scene(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a file instead
+            target = tmp_path / "scene.tif" / "map.tif"
+            expected = "output folder does not exist"
+        else:
+            target, expected = locked / "map.tif", "not writable"
+        r = fers("detect", tif, target)
+        assert r.returncode == 2 and expected in r.stderr
+        r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"OUTPUT={target}")
+        assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
+    finally:
+        locked.chmod(0o700)
+    r = fers("detect", tif, tif)
+    assert r.returncode == 2 and "output path is the input itself" in r.stderr
+    before = open(tif, "rb").read()
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"OUTPUT={tif}")
+    assert r.returncode != 0 and "output path is the input itself" in r.stdout + r.stderr
+    assert open(tif, "rb").read() == before
+
+
+def test_rank_deficient_and_constant_band_subsets_still_give_finite_maps(tmp_path):
+    def dup_and_flat(c):
+        c = np.concatenate([c[:, :, :40], c[:, :, :40]], axis=2)
+        c[:, :, 5] = 3  # one constant band
+        return c
+
+    tif = _scene(tmp_path, edit=dup_and_flat)
+    r = fers("detect", tif, tmp_path / "m.tif")
+    assert r.returncode == 0 and "singular (rank" in r.stderr
+    assert np.isfinite(read_geotiff(tmp_path / "m.tif")[0]).all()
+    # one row, more bands than pixels
+    row = _scene(tmp_path, name="row.tif", rows=1)
+    r = fers("detect", row, tmp_path / "r.tif")
+    assert r.returncode == 0 and "only 100 valid pixels" in r.stderr
+    assert np.isfinite(read_geotiff(tmp_path / "r.tif")[0]).all()
+
+
+def test_interrupting_detection_leaves_no_partial_map(tmp_path):
+    big = np.tile(mat_scene("abu-urban-4")[0][:, :, :200], (6, 6, 1))  # 600×600×200
+    tif = write_geotiff(tmp_path / "big.tif", big)
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out)], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "no output was written" in err and "Traceback" not in err
+    _no_output(out.parent, out)
+
+
+def test_two_runs_with_the_same_seed_are_bit_identical(tmp_path):
+    tif = _scene(tmp_path, bands=100)
+    for i in (1, 2):
+        r = fers("detect", tif, tmp_path / f"m{i}.tif", "--strategy", "spectral", "--model", AUTHORS_100)
+        assert r.returncode == 0, r.stderr
+    a, b = read_geotiff(tmp_path / "m1.tif")[0], read_geotiff(tmp_path / "m2.tif")[0]
+    assert np.array_equal(a, b)
