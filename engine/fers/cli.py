@@ -65,6 +65,22 @@ def cmd_prune(args, fb):
     print(prune(args.checkpoint, args.output))
 
 
+def cmd_benchmark(args, fb):
+    from .benchmark import run_benchmark
+
+    if not args.scenes and not args.had100:
+        from .errors import InputError
+
+        raise InputError("give scenes (.mat files, rasters with SCENE_gt beside them, SCENE=TRUTH pairs, folders) "
+                         "or --had100 DIR")
+    res = run_benchmark(args.scenes, args.out, bands=args.bands, strategies=args.strategies,
+                        detectors=args.detectors, models=args.model, device=args.device, had100=args.had100,
+                        sensor=args.sensor, plots=not args.no_plots, html=args.html, feedback=fb)
+    print(res.markdown)
+    print(f"results: {res.out_dir} (results.csv, results.md, results.json" + (", roc/, gallery_*.png" if
+          res.files.get("roc") else "") + ")" + (f"; report: {res.files['html']}" if res.files.get("html") else ""))
+
+
 def cmd_info(args, fb):
     from .io import open_source
 
@@ -137,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint")
     pr.add_argument("output")
     pr.set_defaults(func=cmd_prune)
+
+    bm = sub.add_parser("benchmark", parents=[common],
+                        help="the paper's protocol over many scenes: AUC and seconds per scene × bands × strategy")
+    bm.add_argument("scenes", nargs="*", help=".mat files, rasters with SCENE_gt.tif beside them, SCENE=TRUTH pairs "
+                    "(e.g. RCRD__dataPavia.mat=RCRD__maskPavia.mat), folders of them, or a HAD100 root")
+    bm.add_argument("--bands", nargs="+", default=["100"], help="band counts (the first N bands), e.g. 50 100 200")
+    bm.add_argument("--strategies", default="none", help=f"comma-separated, from {','.join(STRATEGIES)}")
+    bm.add_argument("--detectors", "--detector", default="rx", help=f"comma-separated, from {','.join(DETECTORS)}")
+    bm.add_argument("--model", action="append", default=[],
+                    help="checkpoint or authors' folder; repeat for one model per band count")
+    bm.add_argument("--had100", help="a HAD100 root: benchmark its test/<sensor>/*.npy")
+    bm.add_argument("--sensor", default="aviris_ng", help="HAD100 sensor folder (aviris_ng or aviris)")
+    bm.add_argument("-o", "--out", required=True, help="results folder (created if missing)")
+    bm.add_argument("--device", default="auto")
+    bm.add_argument("--html", help="also write a self-contained HTML report to this file")
+    bm.add_argument("--no-plots", action="store_true", help="skip the ROC and gallery PNGs")
+    bm.set_defaults(func=cmd_benchmark)
 
     i = sub.add_parser("info", parents=[common], help="describe a raster or research file")
     i.add_argument("input")

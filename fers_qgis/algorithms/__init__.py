@@ -2,8 +2,9 @@
 
 
 def all_algorithms():
+    from .benchmark import BenchmarkAlgorithm
     from .detect import DetectAlgorithm
     from .evaluate import EvaluateAlgorithm
     from .train_spectral import TrainSpectralAlgorithm
 
-    return [DetectAlgorithm(), EvaluateAlgorithm(), TrainSpectralAlgorithm()]
+    return [DetectAlgorithm(), EvaluateAlgorithm(), TrainSpectralAlgorithm(), BenchmarkAlgorithm()]
