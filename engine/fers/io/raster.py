@@ -39,29 +39,6 @@ def gdal_exceptions():
             gdal.DontUseExceptions()
 
 
-def _wavelengths_nm(ds) -> Optional[list]:
-    """Band centre wavelengths in nm from ENVI / GDAL IMAGERY metadata, if every band has one."""
-    values = []
-    for i in range(1, ds.RasterCount + 1):
-        band = ds.GetRasterBand(i)
-        wl = band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY")
-        if wl is not None:
-            values.append(float(wl) * 1000.0)
-            continue
-        wl = band.GetMetadataItem("wavelength") or band.GetMetadataItem("WAVELENGTH")
-        if wl is None:
-            return None
-        units = (band.GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units") or "").lower()
-        try:
-            v = float(wl)
-        except ValueError:
-            return None
-        if units.startswith("micro") or units in ("um", "µm") or (not units and v < 100):
-            v *= 1000.0
-        values.append(v)
-    return values
-
-
 class GdalSource(Source):
     """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...)."""
 
@@ -81,7 +58,10 @@ class GdalSource(Source):
             self.nodata = self.nodata_per_band[0]
             flags = ds.GetRasterBand(1).GetMaskFlags()
             self._dataset_mask = bool(flags & gdal.GMF_PER_DATASET) and not (flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA))
-            self.wavelengths = _wavelengths_nm(ds)
+            from ..wavelengths import read_spectral_info
+
+            spectral = read_spectral_info(ds)  # nm; FWHM and the ENVI bad-band list too
+            self.wavelengths, self.fwhm, self.bad_bands = spectral.wavelengths, spectral.fwhm, spectral.bad_bands
             self.band_names = [ds.GetRasterBand(i).GetDescription() for i in range(1, ds.RasterCount + 1)]
             self.driver = ds.GetDriver().ShortName
         self._ds = None

@@ -25,6 +25,8 @@ class Source:
     band_count: int
     georef: "Georef"  # noqa: F821 (io.raster)
     wavelengths: Optional[list]  # nanometres, one per band, or None
+    fwhm: Optional[list] = None  # nanometres, one per band, or None
+    bad_bands: Sequence[int] = ()  # 0-based bands flagged bad (ENVI bbl = 0)
     nodata: Optional[float]  # the input's declared nodata value (first band), if any
 
     def read(self, bands: Sequence[int], window=None):

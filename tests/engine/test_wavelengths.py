@@ -1,0 +1,146 @@
+"""Wavelengths: reading GDAL/ENVI metadata, matching a raster's bands to a model card's, resampling, warnings."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from analyst_helpers import sample_cube, tiny_checkpoint, write_envi
+from conftest import REPO, fers
+
+from fers.errors import InputError, ModelError
+from fers.feedback import RecordingFeedback
+
+RASTER_WL = [400.0 + 9.6 * i for i in range(30)]  # AVIRIS-like spacing, nm
+
+
+@pytest.fixture(scope="module")
+def envi_scene(tmp_path_factory):
+    """The real sample's first 30 bands as ENVI with wavelengths in µm, FWHM and a bad-band list."""
+    folder = tmp_path_factory.mktemp("envi")
+    bbl = [1] * 30
+    bbl[7] = 0
+    return write_envi(folder / "scene.img", sample_cube(30), [w / 1000 for w in RASTER_WL], "Micrometers",
+                      fwhm=[0.0085] * 30, bbl=bbl)
+
+
+def test_envi_header_wavelengths_fwhm_and_bad_bands(envi_scene):
+    from fers.io import open_source
+
+    src = open_source(envi_scene)
+    np.testing.assert_allclose(src.wavelengths, RASTER_WL, atol=1e-9)
+    np.testing.assert_allclose(src.fwhm, [8.5] * 30, atol=1e-9)
+    assert list(src.bad_bands) == [7]
+    assert src.georef.geotransform[1] == 7.1
+
+
+def test_geotiff_band_metadata_written_reads_back(tmp_path):
+    from fers.io import open_source, write_raster
+    from fers.wavelengths import band_metadata
+
+    wl, fw = [450.5, 550.25, 650.0], [10.0, 11.0, 12.0]
+    path = write_raster(str(tmp_path / "enh.tif"), [np.zeros((4, 5), np.float32)] * 3, None, None,
+                        band_metadata=band_metadata(wl, fw))
+    src = open_source(path)
+    np.testing.assert_allclose(src.wavelengths, wl)
+    np.testing.assert_allclose(src.fwhm, fw)
+
+
+def test_nearest_skips_bad_bands_and_resampling_is_np_interp():
+    from fers.wavelengths import match_nearest, resampling_matrix
+
+    idx, off = match_nearest(RASTER_WL, [RASTER_WL[7] + 1, RASTER_WL[20] - 2], bad=[7])
+    assert idx == [8, 20] or idx == [6, 20]
+    assert abs(off[1] + (-2)) < 1e-9 or abs(off[1] - 2) < 1e-9
+    rng = np.random.default_rng(0)
+    spectra = rng.normal(size=(5, 30))
+    target = [405.0, 433.3, 470.0, 612.1, 390.0, 700.0]  # two outside the range: edge bands stand in
+    w, clamped = resampling_matrix(RASTER_WL, target, bad=[3])
+    good = [i for i in range(30) if i != 3]
+    for x in spectra:
+        np.testing.assert_allclose(w @ x, np.interp(target, np.asarray(RASTER_WL)[good], x[good]), atol=1e-12)
+    assert clamped == [4, 5]
+
+
+def _detect(path, model, **kw):
+    from fers.pipeline import detect
+
+    fb = RecordingFeedback()
+    return detect(path, None, strategy="spectral", model=model, device="cpu", feedback=fb, **kw), fb
+
+
+def test_detect_picks_model_bands_by_nearest_wavelength(envi_scene, tmp_path):
+    want = list(range(0, 24, 2))  # 12 bands
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", 12, [RASTER_WL[i] + 1.5 for i in want])
+    res, fb = _detect(envi_scene, ckpt)
+    assert res.bands == want and res.info["band_match"] == "nearest"
+    assert any("matched by wavelength" in m for m in fb.infos) and not fb.warnings
+    # the same bands chosen by hand give the same map
+    ref, _ = _detect(envi_scene, ckpt, bands=want)
+    np.testing.assert_array_equal(res.scores, ref.scores)
+    # a model band on the bad band 8 (bbl = 0): 'nearest' takes band 9 (8.1 nm away) and says it is off
+    ckpt = tiny_checkpoint(tmp_path / "b.pt", 12, [RASTER_WL[i] + 1.5 for i in range(1, 24, 2)])
+    res, fb = _detect(envi_scene, ckpt, band_match="nearest")
+    assert res.bands == [1, 3, 5, 8, 9, 11, 13, 15, 17, 19, 21, 23]
+    assert any("do not match the model card" in w for w in fb.warnings)
+
+
+def test_detect_resamples_when_the_sensor_differs(envi_scene, tmp_path):
+    from fers.checkpoint import load_model
+    from fers.io import open_source
+    from fers.pipeline import score_scene
+    from fers.preprocess import scale_cube
+
+    model_wl = [RASTER_WL[2] + 4.8 + 9.6 * j for j in range(12)]  # halfway between bands: none measures them
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", 12, model_wl)
+    res, fb = _detect(envi_scene, ckpt)
+    assert res.info["band_match"] == "resample"
+    assert any("do not match the model card" in w and "resampling" in w for w in fb.warnings)
+    # independent: np.interp of every pixel's spectrum over the good bands, then the same scaling and scoring
+    src = open_source(envi_scene)
+    cube, valid = src.read(list(range(30)))
+    good = [i for i in range(30) if i != 7]
+    flat = cube.reshape(30, -1)
+    interp = np.stack([np.interp(model_wl, np.asarray(RASTER_WL)[good], flat[good, p]) for p in range(flat.shape[1])], 1)
+    interp = interp.reshape(12, 100, 100).astype(np.float32)
+    scaled, _ = scale_cube(interp, valid)
+    ref, _ = score_scene(scaled, valid, "spectral", "rx", load_model(ckpt).to("cpu"), "cpu")
+    np.testing.assert_allclose(res.scores, ref, rtol=2e-4, atol=1e-3)
+    # nearest forced: the mismatch is a warning, not silence
+    res, fb = _detect(envi_scene, ckpt, band_match="nearest")
+    assert res.info["band_match"] == "nearest" and any("do not match the model card" in w for w in fb.warnings)
+
+
+def test_mismatch_warnings(envi_scene, tmp_path):
+    model_wl = [RASTER_WL[i] for i in range(12)]
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", 12, model_wl, input_band_count=224)
+    sample = os.path.join(REPO, "resources", "sample", "abu-airport-2.tif")  # no wavelength metadata
+    res, fb = _detect(sample, ckpt)
+    assert res.bands == list(range(12)) and res.info["band_match"] == "index"
+    text = " ".join(fb.warnings)
+    assert "carries no wavelength metadata" in text and "expects rasters with 224 bands" in text
+    # explicit bands that are not the model's wavelengths, one of them flagged bad
+    res, fb = _detect(envi_scene, ckpt, bands=list(range(5, 17)))
+    text = " ".join(fb.warnings)
+    assert "do not match the model card's wavelengths" in text and "flagged bad" in text
+    with pytest.raises(InputError, match="needs wavelengths"):
+        _detect(sample, ckpt, band_match="resample")
+    with pytest.raises(ModelError, match="uses bands up to 40"):
+        _detect(envi_scene, tiny_checkpoint(tmp_path / "k.pt", 12, None, band_indices=list(range(28, 40))))
+
+
+def test_bundled_model_by_bare_name(envi_scene, tmp_path, monkeypatch):
+    from fers.bundled import list_models
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    tiny_checkpoint(folder / "aviris-tiny.pt", 12, [RASTER_WL[i] for i in range(0, 24, 2)])
+    (folder / "aviris-tiny.md").write_text("# AVIRIS tiny test model\n\n12 bands, random weights.\n")
+    monkeypatch.setenv("FERS_MODELS_DIR", str(folder))
+    assert [(m.name, m.summary()) for m in list_models()] == [("aviris-tiny", "AVIRIS tiny test model")]
+    res, _ = _detect(envi_scene, "aviris-tiny")
+    assert res.bands == list(range(0, 24, 2))
+    with pytest.raises(ModelError, match="bundled models: aviris-tiny"):
+        _detect(envi_scene, "no-such-model")
+    r = fers("models", "--json", env={"FERS_MODELS_DIR": str(folder)})
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["name"] == "aviris-tiny"
