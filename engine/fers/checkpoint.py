@@ -124,8 +124,11 @@ def spefen_from_state(state: dict, meta: dict, path: str):
 
 
 def load_model(path: str) -> FersModel:
-    """A FersModel from our checkpoint file or the authors' folder (convh.pt, enc.pt, pc.pt)."""
-    path = os.fspath(path)
+    """A FersModel from our checkpoint file or the authors' folder (convh.pt, enc.pt, pc.pt),
+    or a bundled model's bare name (``fers.bundled``)."""
+    from .bundled import resolve_model_path
+
+    path = resolve_model_path(os.fspath(path))
     if os.path.isdir(path):
         from .spectral.model import load_reference_spefen
 

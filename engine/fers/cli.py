@@ -20,11 +20,25 @@ def _bands_arg(args):
 def cmd_detect(args, fb):
     from .pipeline import detect
 
+    products = bool(args.mask or args.objects)
+    if products:
+        from .objects import check_paths
+
+        check_paths(args.mask, args.objects, [args.input, args.output])  # before any computation
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
-                 model=args.model, device=args.device, variable=args.variable, feedback=fb)
+                 model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {res.seconds:.2f} s on {res.device})")
+    extra = {}
+    if products:
+        from .objects import products_for_detection
+
+        obj = products_for_detection(res, args.input, args.mask, args.objects, args.threshold_percentile,
+                                     args.false_alarm_rate, args.variable, fb)
+        extra = {"threshold": obj.threshold.value, "threshold_rule": obj.threshold.rule,
+                 "anomalous_pixels": obj.anomalous_pixels, "objects": len(obj.table),
+                 "mask_path": obj.mask_path, "objects_path": obj.objects_path}
     if args.json:
-        print(json.dumps({"output": res.output, "seconds": res.seconds, "bands": len(res.bands), **res.info}))
+        print(json.dumps({"output": res.output, "seconds": res.seconds, "bands": len(res.bands), **res.info, **extra}))
     else:
         print(res.output)
 
@@ -59,6 +73,29 @@ def cmd_train_spectral(args, fb):
     print(res["output"])
 
 
+def cmd_train_spatial(args, fb):
+    from .train.stage2 import train_spatial
+
+    bands = _bands_arg(args) or None  # None: the teacher's bands
+    res = train_spatial(_training_sources(args), args.output, teacher=args.teacher, bands=bands,
+                        backbone_weights=args.backbone_weights, adapt_bn=not args.frozen_bn, epochs=args.epochs,
+                        batch=args.batch, lr=args.lr, betas=tuple(args.betas), seed=args.seed, patch=args.patch,
+                        steps_per_epoch=args.steps, device=args.device, val_sources=args.val,
+                        resume=not args.restart, feedback=fb)
+    h = res["history"]
+    fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
+    print(res["output"])
+
+
+def cmd_enhance(args, fb):
+    from .enhance import enhance
+
+    res = enhance(args.input, args.output, args.model, bands=_bands_arg(args), branches=args.branches,
+                  device=args.device, variable=args.variable, feedback=fb)
+    fb.info(f"wrote {res['cube']} ({res['bands']} bands, {res['seconds']:.2f} s on {res['device']})")
+    print(res["output"])
+
+
 def cmd_prune(args, fb):
     from .checkpoint import prune
 
@@ -79,6 +116,19 @@ def cmd_benchmark(args, fb):
     print(res.markdown)
     print(f"results: {res.out_dir} (results.csv, results.md, results.json" + (", roc/, gallery_*.png" if
           res.files.get("roc") else "") + ")" + (f"; report: {res.files['html']}" if res.files.get("html") else ""))
+
+
+def cmd_models(args, fb):
+    from .bundled import list_models, models_dir
+
+    models = list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "path": m.path, "card": m.card, "summary": m.summary()} for m in models]))
+        return
+    if not models:
+        fb.info(f"no bundled models in {models_dir()}")
+    for m in models:
+        print(f"{m.name}\t{m.summary()}\t{m.path}")
 
 
 def cmd_info(args, fb):
@@ -114,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
     d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
+    d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
+                   help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
+                        "sensor differs), or by position (index)")
+    d.add_argument("--mask", help="also write a binary anomaly mask (Byte GeoTIFF: 1 anomaly, 0 not, 255 nodata)")
+    d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
+                                     "8-connected group of anomalous pixels, with area, peak and mean score")
+    th = d.add_mutually_exclusive_group()
+    th.add_argument("--threshold-percentile", type=float, metavar="P",
+                    help="mask/objects: anomalous = score above the P-th percentile of valid scores (default 99.5)")
+    th.add_argument("--false-alarm-rate", type=float, metavar="F",
+                    help="mask/objects: threshold so that at most this fraction of valid pixels is above it")
     d.set_defaults(func=cmd_detect)
 
     e = sub.add_parser("evaluate", parents=[common], help="ROC AUC of a score map against a ground-truth mask")
@@ -124,30 +185,52 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    t = sub.add_parser("train-spectral", parents=[common], help="stage 1: train FERD / Spe-FEN on background scenes")
-    t.add_argument("sources", nargs="*", help="background rasters or folders of them (anomaly-free scenes)")
-    t.add_argument("--had100", help="a HAD100 folder: train on its train/<sensor>/*.npy")
-    t.add_argument("--sensor", default="aviris_ng", help="HAD100 sensor folder (aviris_ng or aviris)")
-    t.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
-    g = t.add_mutually_exclusive_group()
-    g.add_argument("--bands", type=int, default=100, help="the first N bands (the model's band count)")
-    g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100")
+    def training_parser(name, help_text, func, default_bands, backbone_help):
+        t = sub.add_parser(name, parents=[common], help=help_text)
+        t.add_argument("sources", nargs="*", help="background rasters or folders of them (anomaly-free scenes)")
+        t.add_argument("--had100", help="a HAD100 folder: train on its train/<sensor>/*.npy")
+        t.add_argument("--sensor", default="aviris_ng", help="HAD100 sensor folder (aviris_ng or aviris)")
+        t.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
+        g = t.add_mutually_exclusive_group()
+        g.add_argument("--bands", type=int, default=default_bands, help="the first N bands (the model's band count)")
+        g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100")
+        t.add_argument("--backbone-weights", default="imagenet", help=backbone_help)
+        t.add_argument("--epochs", type=int, default=60)
+        t.add_argument("--batch", type=int, default=16)
+        t.add_argument("--lr", type=float, default=0.005)
+        t.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), help="Adam betas (paper: 0.9 0.95)")
+        t.add_argument("--seed", type=int, default=10)
+        t.add_argument("--patch", type=int, default=64, help="patch size in pixels (multiple of 8)")
+        t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass over the scenes' pixels)")
+        t.add_argument("--val", nargs="*", help="held-out background scenes for validation (default: the last source)")
+        t.add_argument("--device", default="auto")
+        t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
+        t.set_defaults(func=func)
+        return t
+
+    t = training_parser("train-spectral", "stage 1: train FERD / Spe-FEN on background scenes", cmd_train_spectral,
+                        100, "imagenet (torchvision file via torch.hub), a local .pth file, partial:FILE "
+                             "(stages missing from FILE stay random), or random")
     t.add_argument("--trunk", default="wide_resnet50_2", choices=("wide_resnet101_2", "wide_resnet50_2"),
                    help="frozen encoder trunk (the paper: wide_resnet101_2; 50_2 has the same layer1, lighter)")
-    t.add_argument("--backbone-weights", default="imagenet",
-                   help="imagenet (torchvision file via torch.hub), a local .pth file, partial:FILE "
-                        "(stages missing from FILE stay random), or random")
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--lr", type=float, default=0.005)
-    t.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), help="Adam betas (paper: 0.9 0.95)")
-    t.add_argument("--seed", type=int, default=10)
-    t.add_argument("--patch", type=int, default=64, help="patch size in pixels (multiple of 8)")
-    t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass over the scenes' pixels)")
-    t.add_argument("--val", nargs="*", help="held-out background scenes for validation (default: the last source)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
-    t.set_defaults(func=cmd_train_spectral)
+    t = training_parser("train-spatial", "stage 2: train the rebellious student (Spa-FEN) against a frozen Spe-FEN",
+                        cmd_train_spatial, 0, "ResNet-34 weights: imagenet, a local .pth file, or random")
+    t.add_argument("--teacher", required=True,
+                   help="the frozen spectral teacher: a stage-1 checkpoint or the authors' checkpoint folder")
+    t.add_argument("--frozen-bn", action="store_true",
+                   help="keep ResNet-34 BatchNorm statistics fixed (the reference lets them adapt)")
+
+    en = sub.add_parser("enhance", parents=[common], help="write the enhanced cube H + F_spe (+ F_spa) as a raster")
+    en.add_argument("input")
+    en.add_argument("output", help="output GeoTIFF (.tif), one band per model band")
+    en.add_argument("--model", required=True, help="model checkpoint file or the authors' checkpoint folder")
+    g = en.add_mutually_exclusive_group()
+    g.add_argument("--bands", type=int, default=0, help="the first N bands (0 = the model's band count)")
+    g.add_argument("--band-list", help="explicit 1-based bands")
+    en.add_argument("--branches", choices=("both", "spectral", "spatial"), default="both")
+    en.add_argument("--device", default="auto")
+    en.add_argument("--variable", help=".mat only: name of the data variable")
+    en.set_defaults(func=cmd_enhance)
 
     pr = sub.add_parser("prune", parents=[common], help="cut the inference network out of a training checkpoint")
     pr.add_argument("checkpoint")
@@ -170,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--html", help="also write a self-contained HTML report to this file")
     bm.add_argument("--no-plots", action="store_true", help="skip the ROC and gallery PNGs")
     bm.set_defaults(func=cmd_benchmark)
+
+    ms = sub.add_parser("models", parents=[common], help="list the bundled models (usable by bare name as --model)")
+    ms.add_argument("--json", action="store_true")
+    ms.set_defaults(func=cmd_models)
 
     i = sub.add_parser("info", parents=[common], help="describe a raster or research file")
     i.add_argument("input")

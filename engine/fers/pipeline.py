@@ -18,9 +18,10 @@ from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import check_output_path, load_ground_truth, open_source, write_raster
 from .preprocess import scale_cube, select_bands
+from .wavelengths import plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
-DETECTORS = ("rx",)
+DETECTORS = ("rx", "ae")
 DEFAULT_NODATA = -9999.0  # scores are ≥ 0, so a negative nodata never collides with one
 
 
@@ -69,8 +70,13 @@ def enhance_features(cube: np.ndarray, model, need_spe: bool, need_spa: bool, de
 
 
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
-                model=None, device: str = "cpu", feedback: Optional[Feedback] = None) -> tuple:
-    """Score a preprocessed (B, H, W) cube. Returns (scores (H, W) float32 with NaN at invalid, info)."""
+                model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0) -> tuple:
+    """Score a preprocessed (B, H, W) cube. Returns (scores (H, W) float32 with NaN at invalid, info).
+
+    ``detector`` 'rx' is the global RX of SPEC §3; 'ae' the per-scene autoencoder, which replaces RX
+    wherever the strategy calls for it (fusion A scores both enhanced cubes with it).
+    """
+    from .detect.ae import ae_scores
     from .detect.rx import rx
 
     feedback = feedback or Feedback()
@@ -109,11 +115,15 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     maps = []
     t0 = time.perf_counter()
     for i, x in enumerate(enhanced):
-        s, rxm = rx(x, valid, device=device, feedback=rx_fb.sub(i / len(enhanced), (i + 1) / len(enhanced)))
-        maps.append(s)
+        sub = rx_fb.sub(i / len(enhanced), (i + 1) / len(enhanced))
+        if detector == "ae":
+            maps.append(ae_scores(x, valid, seed=seed, device=device, feedback=sub))
+        else:
+            s, rxm = rx(x, valid, device=device, feedback=sub)
+            info.update(rx_rank=rxm.rank, rx_condition=rxm.condition)
+            maps.append(s)
     scores = maps[0] if len(maps) == 1 else (_minmax(maps[0]) * _minmax(maps[1])).astype(np.float32)
-    info.update(rx_rank=rxm.rank, rx_condition=rxm.condition, valid_pixels=rxm.n,
-                detector_seconds=time.perf_counter() - t0)
+    info.update(valid_pixels=int(valid.sum()), detector_seconds=time.perf_counter() - t0)
     info.setdefault("model_seconds", 0.0)
     return scores, info
 
@@ -132,7 +142,7 @@ def resolve_model(model, device: str, feedback: Feedback):
 
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
-           feedback: Optional[Feedback] = None) -> DetectResult:
+           feedback: Optional[Feedback] = None, band_match: str = "auto") -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     With ``output`` None nothing is written (the map is returned).
@@ -144,12 +154,13 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     dev = resolve_device(device)
     src = open_source(input, variable)
     mdl = resolve_model(model, dev, feedback)
-    if mdl is not None and isinstance(bands, int) and bands == 0:
-        bands = mdl.bands  # a model fixes its band count: BANDS=0 means "what the model needs"
-    idx = select_bands(src.band_count, bands)
+    # a model fixes its bands: BANDS=0 means "what the model needs", matched by wavelength when both sides
+    # know theirs (fers.wavelengths: nearest centre, or resampling when the sensor differs), else by position
+    plan = plan_bands(src, mdl, bands, band_match, feedback)
+    idx = plan.indices
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
-    cube, valid = src.read(idx)
+    cube, valid = plan.read(src)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
     if n_invalid:
@@ -157,7 +168,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     cube, minmax = scale_cube(cube, valid)
     scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95))
     strategy = info["strategy"]
-    info.update(scale_min=minmax[0], scale_max=minmax[1])
+    info.update(scale_min=minmax[0], scale_max=minmax[1], band_match=plan.mode)
     if output is not None:
         feedback.check()
         nodata = output_nodata(src.nodata)
