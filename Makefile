@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench clean
+.PHONY: setup apt venv test test-engine test-plugin demo bench package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -62,6 +62,14 @@ demo: setup
 bench: venv
 	$(PY) bench/bench_rx.py
 	$(PY) bench/bench_train.py
+
+# dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample)
+package:
+	/usr/bin/python3 scripts/package.py $(ROOT)/dist
+
+# regenerate resources/styles/*.qml and resources/modeler/*.model3 (built with PyQGIS)
+resources:
+	QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/make_resources.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -34,3 +34,18 @@ def icon():
     from qgis.PyQt.QtGui import QIcon
 
     return QIcon(os.path.join(RESOURCES, "icons", "fers.svg"))
+
+
+def models_dir():
+    """Bundled models: $FERS_MODELS_DIR, else resources/models (the engine's fers.bundled agrees)."""
+    return os.path.abspath(os.environ.get("FERS_MODELS_DIR") or os.path.join(RESOURCES, "models"))
+
+
+def bundled_models():
+    """[fers.bundled.BundledModel] without importing torch; [] if the engine cannot be found at all."""
+    ensure_engine_on_path()
+    try:
+        from fers.bundled import list_models
+    except ImportError:
+        return []
+    return list_models(models_dir())

@@ -18,6 +18,19 @@ class FersProvider(QgsProcessingProvider):
     def icon(self):
         return icon()
 
+    # the engine writes GeoTIFF rasters and single-file vector formats (atomically): offer only those
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif", "tiff"]
+
+    def defaultRasterFileExtension(self):  # noqa: N802
+        return "tif"
+
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802
+        return ["gpkg", "geojson", "fgb"]
+
+    def defaultVectorFileExtension(self, hasGeometry=True):  # noqa: N802
+        return "gpkg"
+
     def loadAlgorithms(self):  # noqa: N802
         for alg in all_algorithms():
             self.addAlgorithm(alg)

@@ -115,3 +115,49 @@ def scene_tifs(tmp_path_factory):
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+BACKGROUND_SPLIT = ["abu-urban-1", "abu-urban-2", "abu-beach-1", "abu-beach-3", "jasperRidge2_R198", "Moffet",
+                    "Rcuprite50x90x188"]  # ../shared/data/README.md: background training sources
+PAPER_SET = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4", "abu-urban-3", "LREN__abu-beach-4",
+             "RCRD__dataPavia"]
+
+
+@pytest.fixture(scope="session")
+def stage2_model(tmp_path_factory):
+    """A tiny stage-2 model (100 bands) trained on the background split only, against the authors' 100-band
+    teacher; ResNet-34 weights random (no ImageNet offline). Small on purpose: it proves the path, not accuracy."""
+    import torch
+
+    from fers.train.stage2 import train_spatial
+
+    out = tmp_path_factory.mktemp("stage2") / "fers_tiny.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster than two fighting on a shared machine
+    try:
+        train_spatial([os.path.join(RAW, n + ".mat") for n in BACKGROUND_SPLIT], str(out),
+                      teacher=os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands"),
+                      backbone_weights="random", epochs=1, batch=2, patch=32, steps_per_epoch=2, device="cpu",
+                      val_patches=2, seed=1)
+    finally:
+        torch.set_num_threads(threads)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def paper_set_tifs(tmp_path_factory):
+    """The paper set of ../shared/data/README.md as GeoTIFFs (nominal UTM CRS) with ground-truth rasters."""
+    from fers.io import load_ground_truth, open_source
+
+    folder = tmp_path_factory.mktemp("paper_set")
+    out = {}
+    for name in PAPER_SET:
+        src = open_source(os.path.join(RAW, name + ".mat"))
+        cube, _ = src.read(range(src.band_count))
+        if name == "RCRD__dataPavia":
+            gt, _ = load_ground_truth(os.path.join(RAW, "RCRD__maskPavia.mat"))
+        else:
+            gt = src.ground_truth() > 0
+        out[name] = (write_geotiff(folder / f"{name}.tif", np.moveaxis(cube, 0, 2)),
+                     write_geotiff(folder / f"{name}_gt.tif", gt.astype(np.uint8), epsg=None))
+    return out

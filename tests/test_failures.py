@@ -92,7 +92,7 @@ CASES = [
     ("model-band-mismatch", _scene, ["--strategy", "spectral", "--model", AUTHORS_100, "--bands", "50"],
      ["STRATEGY=spectral", f"MODEL={AUTHORS_100}", "BANDS=50"], "trained on 100 bands, but 50 are selected"),
     ("model-needs-more-bands-than-raster", lambda t: _scene(t, bands=60), ["--strategy", "spectral", "--model", AUTHORS_100],
-     ["STRATEGY=spectral", f"MODEL={AUTHORS_100}"], "asks for the first 100 bands, but the raster has only 60"),
+     ["STRATEGY=spectral", f"MODEL={AUTHORS_100}"], "uses bands up to 100, but the raster has only 60"),
     ("stage1-model-for-fusion", _scene, ["--strategy", "additive", "--model", AUTHORS_100],
      ["STRATEGY=additive", f"MODEL={AUTHORS_100}"], "needs the spatial branch (Spa-FEN)"),
     ("model-on-one-row-raster", lambda t: _scene(t, rows=1), ["--strategy", "spectral", "--model", AUTHORS_100],

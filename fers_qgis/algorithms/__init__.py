@@ -4,7 +4,10 @@
 def all_algorithms():
     from .benchmark import BenchmarkAlgorithm
     from .detect import DetectAlgorithm
+    from .enhance import EnhanceAlgorithm
     from .evaluate import EvaluateAlgorithm
+    from .train_spatial import TrainSpatialAlgorithm
     from .train_spectral import TrainSpectralAlgorithm
 
-    return [DetectAlgorithm(), EvaluateAlgorithm(), TrainSpectralAlgorithm(), BenchmarkAlgorithm()]
+    return [DetectAlgorithm(), EnhanceAlgorithm(), EvaluateAlgorithm(), TrainSpectralAlgorithm(),
+            TrainSpatialAlgorithm(), BenchmarkAlgorithm()]

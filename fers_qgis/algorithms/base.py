@@ -1,7 +1,8 @@
 """What every FERS algorithm shares: engine loading, feedback adaptation, error translation."""
 import os
-import shutil
 import sys
+import sysconfig
+import time
 
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterEnum,
                        QgsProcessingParameterDefinition)
@@ -11,10 +12,34 @@ from ..paths import ensure_engine_on_path, icon
 ENGINE_PACKAGES = (("numpy", "numpy"), ("scipy", "scipy"), ("torch", "torch==2.13.0"), ("osgeo", "GDAL (python3-gdal)"))
 
 
+def qgis_python():
+    """The interpreter that matches QGIS's embedded Python (sys.executable is QGIS itself there)."""
+    v = sys.version_info
+    exe = os.path.realpath(sys.executable or "")
+    prefixes = tuple(os.path.realpath(p) + os.sep for p in (sys.exec_prefix, sys.base_exec_prefix))
+    if os.path.basename(exe).lower().startswith("python") and exe.startswith(prefixes):
+        return sys.executable  # a real interpreter of this installation (not, e.g., a pyenv shim on PATH)
+    if os.name == "nt":  # OSGeo4W / standalone installers ship python.exe beside the QGIS Python
+        for name in ("python3.exe", "python.exe"):
+            cand = os.path.join(sys.exec_prefix, name)
+            if os.path.exists(cand):
+                return cand
+        return "python3"
+    for cand in (os.path.join(sys.base_exec_prefix, "bin", f"python{v.major}.{v.minor}"),
+                 os.path.join(sys.base_exec_prefix, "bin", "python3")):
+        if os.path.exists(cand):
+            return cand
+    return f"python{v.major}.{v.minor}"
+
+
 def install_command(missing):
-    py = sys.executable if os.path.basename(sys.executable).startswith("python") else (shutil.which("python3") or "python3")
+    """The one command that installs the missing packages for this QGIS's Python."""
     pip_names = " ".join(p for m, p in missing if m not in ("osgeo",))
-    return f"{py} -m pip install --user --break-system-packages {pip_names}"
+    if not pip_names:  # GDAL's Python bindings come with QGIS / the OS, not from pip
+        return "your OS package manager (Debian/Ubuntu: apt install python3-gdal)"
+    # Debian 12 and others mark the system Python as externally managed (PEP 668)
+    managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib") or "", "EXTERNALLY-MANAGED"))
+    return f"{qgis_python()} -m pip install --user{' --break-system-packages' if managed else ''} {pip_names}"
 
 
 def load_engine():
@@ -27,15 +52,59 @@ def load_engine():
         except ImportError:
             missing.append((module, package))
     if missing:
-        names = ", ".join(p for _, p in missing)
+        names = ", ".join(m for m, _ in missing)
         raise QgsProcessingException(
-            f"FERS needs {names} in QGIS's Python ({sys.version.split()[0]}), which cannot import them. "
-            f"Install with: {install_command(missing)} — or run `make setup` in the plugin checkout and "
-            "start QGIS through .venv/bin/fers-qgis-process / with that venv on PYTHONPATH.")
+            f"FERS cannot run: QGIS's Python ({sys.version.split()[0]}) cannot import {names}. "
+            f"Install {'it' if len(missing) == 1 else 'them'} for this QGIS with: {install_command(missing)} "
+            "— then restart QGIS.")
     try:
         import fers  # noqa: F401
     except ImportError as e:
         raise QgsProcessingException(f"the FERS engine could not be imported: {e}")
+
+
+def log_device(alg, parameters, context, feedback):
+    """Write the device an algorithm with a DEVICE parameter will use (and why) to the run log."""
+    if alg.parameterDefinition("DEVICE") is None:
+        return
+    from fers.device import describe_device, resolve_device
+    from fers.errors import FersError
+
+    asked = alg.parameterAsEnumString(parameters, "DEVICE", context) or "auto"
+    try:
+        dev = resolve_device(asked)
+    except FersError:
+        return  # the engine reports it, once, as the run's error
+    feedback.pushInfo(f"device: {describe_device(dev)}" + (f" (DEVICE={asked})" if asked != dev else ""))
+
+
+# help for parameters several algorithms share (an algorithm's PARAM_HELP takes precedence)
+COMMON_HELP = {
+    "DEVICE": "auto = CUDA when torch sees a GPU, else CPU; cpu; cuda (an error if no GPU is visible). "
+              "The device used and the run time are written to the log.",
+    "DETECTOR": "rx = global Reed–Xiaoli: the Mahalanobis distance of each pixel's (enhanced) spectrum to the "
+                "scene's mean and covariance, over valid pixels.",
+    "STRATEGY": "none = RX on the raw bands; spectral = RX(H + F_spe) (FERD); spatial = RX(H + F_spa); "
+                "multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B.",
+    "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140; overrides the band count.",
+    "MODEL": "A FERS checkpoint (.pt) from the training algorithms, a folder holding the FERS authors' convh.pt, "
+             "enc.pt and pc.pt, or a bundled model's name.",
+    "SOURCES": "Rasters of anomaly-free background scenes of the sensor the model will be used on; each must have "
+               "at least the model's bands.",
+    "SOURCE_FOLDER": "A folder whose .tif, .mat and .npy files are added to the background rasters.",
+    "BANDS": "The first N bands (the paper's protocol).",
+    "EPOCHS": "Passes over the training data; the epoch with the lowest validation loss is kept.",
+    "BATCH": "Patches per optimisation step; lower it if memory runs out.",
+    "SEED": "Random seed of the weights, patches and augmentations: the same seed gives the same model.",
+    "LR": "Adam learning rate.",
+    "PATCH": "Side of the square training patches in pixels (a multiple of 8).",
+    "STEPS": "Optimisation steps per epoch; 0 = as many as needed to see each scene's pixels about once.",
+    "VALIDATION": "Background rasters held out to pick the best epoch (never test scenes); default: the last "
+                  "background raster, or fixed patches of the training scenes when there are fewer than three.",
+    "BACKBONE_WEIGHTS": "'imagenet' (torchvision's file, downloaded once), a local .pth, 'partial:FILE' (stages "
+                        "missing from FILE stay random) or 'random'.",
+    "TRUNK": "Frozen encoder trunk: wide_resnet101_2 (the paper) or wide_resnet50_2 (same layer1, lighter).",
+}
 
 
 class EngineFeedback:
@@ -75,10 +144,11 @@ class EngineFeedback:
 
 
 class FersAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses define NAME, DISPLAY, GROUP, HELP, initAlgorithm and run()."""
+    """Subclasses define NAME, DISPLAY, GROUP, HELP, initAlgorithm and run_engine() (not run(): that is QgsProcessingAlgorithm.run, which the Processing dialog calls)."""
 
     NAME = DISPLAY = HELP = ""
     GROUP = "Anomaly detection"
+    PARAM_HELP = {}  # parameter name → help text (setHelp), for parameters created without one
 
     def name(self):
         return self.NAME
@@ -105,6 +175,14 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         # the engine uses torch threads; keep Processing from running it on the GUI thread only when safe
         return super().flags()
 
+    def addParameter(self, definition, createOutput=True):  # noqa: N802 (QGIS API name)
+        """Every parameter gets a help string: its own, else the algorithm's PARAM_HELP, else COMMON_HELP."""
+        if not definition.help():
+            text = self.PARAM_HELP.get(definition.name()) or COMMON_HELP.get(definition.name())
+            if text:
+                definition.setHelp(text)
+        return super().addParameter(definition, createOutput)
+
     def add_enum(self, name, description, options, default, advanced=False, help_text=""):
         p = QgsProcessingParameterEnum(name, description, options=list(options), allowMultiple=False,
                                        defaultValue=default, optional=False, usesStaticStrings=True)
@@ -119,12 +197,19 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         load_engine()
         from fers.errors import FersError
 
+        import fers
+
+        feedback.pushInfo(f"FERS engine {fers.__version__} ({os.path.dirname(os.path.abspath(fers.__file__))})")
+        log_device(self, parameters, context, feedback)
+        t0 = time.perf_counter()
         try:
-            return self.run(parameters, context, EngineFeedback(feedback))
+            out = self.run_engine(parameters, context, EngineFeedback(feedback))
+            feedback.pushInfo(f"{self.displayName()}: {time.perf_counter() - t0:.2f} s")
+            return out
         except FersError as e:
             raise QgsProcessingException(str(e))
         except MemoryError:
             raise QgsProcessingException("out of memory: use fewer bands, a smaller extent or a smaller tile size")
 
-    def run(self, parameters, context, feedback):
+    def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

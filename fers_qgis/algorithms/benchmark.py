@@ -29,6 +29,21 @@ class BenchmarkAlgorithm(FersAlgorithm):
             "More models (one per band count) go in the advanced 'More models' field. Strategies without a "
             "fitting model are skipped and listed in the report.")
 
+    PARAM_HELP = {
+        "SCENES": "Raster layers to score; each needs its ground truth beside it as NAME_gt.tif or NAME_mask.tif "
+                  "(1 or > 0 = anomaly).",
+        "SCENE_FOLDER": "A folder of .mat scenes (data and ground truth auto-detected), of rasters with NAME_gt "
+                        "beside them, or the root of a HAD100 copy (test/<sensor>, ground_truth/<sensor>).",
+        "BANDS": "One or more band counts, separated by commas: each scene is run with its first N bands.",
+        "STRATEGIES": "Every strategy to run per scene and band count; all but 'none' need a model of that band "
+                      "count.",
+        "MORE_MODELS": "Further checkpoints (paths or bundled names, separated by ;), one per band count, so a "
+                       "single run covers 50, 100 and 200 bands.",
+        "SENSOR": "Which HAD100 test folder to read when SCENE_FOLDER is a HAD100 root.",
+        "OUTPUT_FOLDER": "Where results.csv, results.md, results.json, roc/*.png and the galleries are written.",
+        "OUTPUT_HTML": "One HTML page with the tables, ROC curves and score maps beside their ground truth.",
+    }
+
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "SCENES", "Scenes (rasters with NAME_gt ground truth beside them)", QgsProcessing.TypeRaster,
@@ -63,7 +78,7 @@ class BenchmarkAlgorithm(FersAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("RUNS", "Runs completed"))
         self.addOutput(QgsProcessingOutputNumber("NOT_RUN", "Runs skipped (reasons in the report)"))
 
-    def run(self, parameters, context, feedback):
+    def run_engine(self, parameters, context, feedback):
         from fers.benchmark import parse_band_counts, run_benchmark
 
         scenes = [lyr.source() for lyr in self.parameterAsLayerList(parameters, "SCENES", context)]

@@ -1,13 +1,21 @@
-"""fers:detect — anomaly map of a hyperspectral raster."""
-from qgis.core import (QgsProcessingException, QgsProcessingParameterDefinition, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+"""fers:detect — anomaly map of a hyperspectral raster, and optionally its anomaly mask and objects."""
+import html
+import os
 
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
+                       QgsProcessingParameterVectorDestination)
+
+from ..paths import bundled_models
 from .base import FersAlgorithm
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
-DETECTORS = ("rx",)
+DETECTORS = ("rx", "ae")
 DEVICES = ("auto", "cpu", "cuda")
+BAND_MATCHES = ("auto", "nearest", "resample", "index")
+CARD_CHARS = 2000  # of each model card shown in the help
 
 
 def raster_source(alg, parameters, name, context):
@@ -23,52 +31,178 @@ def raster_source(alg, parameters, name, context):
     return layer.source()
 
 
+def input_name(alg, parameters, name, context):
+    """What the analyst calls the input: its layer name, else the file name without extension."""
+    raw = parameters.get(name)
+    if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")):
+        return os.path.splitext(os.path.basename(raw))[0]
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    return layer.name() if layer is not None else "input"
+
+
+def card_html(text):
+    """A model card (Markdown) as the little HTML the help panel shows."""
+    text = text.strip()
+    if len(text) > CARD_CHARS:
+        text = text[:CARD_CHARS].rsplit("\n", 1)[0] + "\n…"
+    lines = []
+    for line in html.escape(text).splitlines():
+        stripped = line.lstrip("#").strip()
+        lines.append(f"<b>{stripped}</b>" if line.startswith("#") else line)
+    return "<br>".join(lines)
+
+
 class DetectAlgorithm(FersAlgorithm):
     NAME = "detect"
     DISPLAY = "Detect anomalies"
     HELP = ("Scores every pixel of a hyperspectral raster for how anomalous its spectrum is, and writes the "
-            "score map as a float32 GeoTIFF on the input's grid and CRS (nodata pixels stay nodata).\n\n"
-            "<b>Bands</b>: the first N bands (the paper's protocol; 0 = all), or an explicit band list (advanced).\n"
+            "score map as a float32 GeoTIFF on the input's grid and CRS (nodata pixels stay nodata). Loaded in "
+            "QGIS, the map is named '&lt;input&gt; — anomaly (&lt;strategy&gt;)' and shown on the Magma ramp "
+            "stretched between the 2nd and 98th percentiles of the scores.\n\n"
+            "<b>Bands</b>: the first N bands (the paper's protocol; 0 = all, or what the model needs), or an "
+            "explicit band list (advanced). With a model whose card gives wavelengths and a raster that carries "
+            "them (GeoTIFF/ENVI metadata), the bands are matched by wavelength (nearest centre, or linear "
+            "resampling when the sensor differs); every mismatch in wavelengths or band count is a warning.\n"
             "<b>Strategy</b>: none = plain global RX on the selected bands; spectral = RX(H + F_spe) (FERD); "
             "spatial = RX(H + F_spa); multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B.\n"
-            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics).\n"
-            "<b>Device</b>: auto uses CUDA when available.")
+            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
+            "<b>Model</b>: a checkpoint file or folder (MODEL), or one of the bundled models (BUNDLED_MODEL).\n"
+            "<b>Anomaly mask / objects</b> (optional): pixels whose score is above a threshold — the given "
+            "percentile of the valid scores, or the score that leaves at most the given false-alarm rate (fraction "
+            "of valid pixels) above it — as a 0/1 raster, and as polygons, one per group of anomalous pixels "
+            "connected by an edge or a corner (8-connectivity), with id, pixels, area (map units²), peak_score, "
+            "mean_score and centroid_x/y: the list to triage.\n"
+            "<b>Device</b>: auto uses CUDA when available; the device and the run time are written to the log.")
+    PARAM_HELP = {
+        "INPUT": "A hyperspectral raster GDAL reads (GeoTIFF, ENVI, …); a .mat or .npy path also works. Pixels "
+                 "that are nodata, NaN or Inf in any selected band are left out and stay nodata.",
+        "BANDS": "The first N bands (the paper evaluates with 50, 100 or 200); 0 = all bands, or — with a "
+                 "model — the model's own bands (matched by wavelength when both sides give them).",
+        "STRATEGY": "none = RX on the raw bands; spectral = RX(H + F_spe) (FERD); spatial = RX(H + F_spa); "
+                    "multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B. Every "
+                    "strategy except 'none' needs a model.",
+        "MODEL": "A FERS checkpoint (.pt) — e.g. straight from 'Train spectral branch' — or a folder holding the "
+                 "FERS authors' convh.pt, enc.pt and pc.pt, or a bundled model's name. Leave empty to use "
+                 "BUNDLED_MODEL, or for strategy 'none'.",
+        "BUNDLED_MODEL": "One of the models shipped with the plugin (resources/models); their model cards are "
+                         "in this algorithm's help. Leave empty when MODEL is given.",
+        "BAND_MATCH": "With a model: auto = by wavelength when the raster and the model card both give them "
+                      "(nearest centre; linear resampling when no raster band is close enough), else by "
+                      "position; nearest; resample; index = by position only.",
+        "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140; overrides BANDS and wavelength matching.",
+        "OUTPUT": "Float32 GeoTIFF of anomaly scores (≥ 0, higher = more anomalous) on the input's grid and CRS.",
+        "MASK": "Optional Byte GeoTIFF: 1 = anomalous (score above the threshold), 0 = not, 255 = nodata.",
+        "OBJECTS": "Optional polygons (GeoPackage, GeoJSON or FlatGeobuf), one per 8-connected group of anomalous "
+                   "pixels: id, pixels, area (map units²), peak_score, mean_score, centroid_x, centroid_y.",
+        "THRESHOLD_PERCENTILE": "Mask and objects: a pixel is anomalous when its score is above this percentile "
+                                "of the valid scores (99.5 = the top 0.5 %). Ignored when a false-alarm rate "
+                                "is given.",
+        "FALSE_ALARM_RATE": "Mask and objects: the threshold is set so that at most this fraction of the valid "
+                            "pixels lies above it (e.g. 0.001); overrides the percentile when given.",
+    }
+
+    def shortHelpString(self):  # noqa: N802
+        models = bundled_models()
+        if not models:
+            return self.HELP + "\n\n<b>Bundled models</b>: none installed (resources/models is empty)."
+        parts = [self.HELP, "\n\n<b>Bundled models</b> (BUNDLED_MODEL, or their name as MODEL):"]
+        for m in models:
+            parts.append(f"<br><br><b>{html.escape(m.name)}</b><br>"
+                         + (card_html(m.card_text()) if m.card else "(no model card)"))
+        return "".join(parts)
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Hyperspectral raster"))
-        bands = QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = all)",
-                                             QgsProcessingParameterNumber.Integer, 0, False, 0)
-        bands.setHelp("The paper evaluates with the first 50, 100 or 200 bands; a model fixes its own band count.")
-        self.addParameter(bands)
+        self.addParameter(QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = all)",
+                                                       QgsProcessingParameterNumber.Integer, 0, False, 0))
         self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "none")
         self.add_enum("DETECTOR", "Detector", DETECTORS, "rx")
         # "All files (*)": any other filter makes QGIS append an extension to the value and reject the
         # authors' checkpoint folders (convh.pt, enc.pt, pc.pt), which are valid models too
-        model = QgsProcessingParameterFile("MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
-                                           QgsProcessingParameterFile.File, "", None, True, "All files (*)")
-        model.setHelp("Needed by every strategy except 'none'. A FERS checkpoint from the training algorithms, "
-                      "or a folder holding the FERS authors' convh.pt, enc.pt and pc.pt.")
-        self.addParameter(model)
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
+            QgsProcessingParameterFile.File, "", None, True, "All files (*)"))
+        names = [m.name for m in bundled_models()]
+        bundled = QgsProcessingParameterEnum("BUNDLED_MODEL", "…or a bundled model", options=names,
+                                             allowMultiple=False, defaultValue=None, optional=True,
+                                             usesStaticStrings=True)
+        if not names:
+            bundled.setFlags(bundled.flags() | QgsProcessingParameterDefinition.FlagHidden)
+        self.addParameter(bundled)
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
+        self.add_enum("BAND_MATCH", "Band matching with a model", BAND_MATCHES, "auto", advanced=True)
         band_list = QgsProcessingParameterString("BAND_LIST", "Explicit band list (1-based, e.g. 1-100,120)",
                                                  None, False, True)
         band_list.setFlags(band_list.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(band_list)
+        self.addParameter(QgsProcessingParameterNumber(
+            "THRESHOLD_PERCENTILE", "Anomaly threshold: score percentile (mask and objects)",
+            QgsProcessingParameterNumber.Double, 99.5, True, 0.0, 99.9999))
+        self.addParameter(QgsProcessingParameterNumber(
+            "FALSE_ALARM_RATE", "…or false-alarm rate (fraction of valid pixels above the threshold)",
+            QgsProcessingParameterNumber.Double, None, True, 0.0, 0.999999))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Anomaly score map"))
+        self.addParameter(QgsProcessingParameterRasterDestination("MASK", "Anomaly mask", None, True, False))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "OBJECTS", "Anomaly objects", QgsProcessing.TypeVectorPolygon, None, True, False))
+        self.addOutput(QgsProcessingOutputNumber("THRESHOLD", "Score threshold of the mask and objects"))
+        self.addOutput(QgsProcessingOutputNumber("ANOMALOUS_PIXELS", "Anomalous pixels"))
+        self.addOutput(QgsProcessingOutputNumber("OBJECT_COUNT", "Anomaly objects"))
 
-    def run(self, parameters, context, feedback):
+    def model_argument(self, parameters, context):
+        model = self.parameterAsFile(parameters, "MODEL", context) or None
+        bundled = self.parameterAsEnumString(parameters, "BUNDLED_MODEL", context) or None
+        if model and bundled:
+            raise QgsProcessingException(f"give either MODEL ({model}) or BUNDLED_MODEL ({bundled}), not both")
+        if bundled:
+            hit = next((m for m in bundled_models() if m.name == bundled), None)
+            if hit is None:
+                raise QgsProcessingException(f"no bundled model named '{bundled}'")
+            return hit.path
+        return model
+
+    def run_engine(self, parameters, context, feedback):
+        from fers.objects import check_paths, display_range, products_for_detection
         from fers.pipeline import detect
         from fers.preprocess import parse_band_list
+
+        from ..styling import QmlStyler, ScoreStyler, on_load
 
         src = raster_source(self, parameters, "INPUT", context)
         band_list = self.parameterAsString(parameters, "BAND_LIST", context)
         bands = parse_band_list(band_list) if band_list.strip() else self.parameterAsInt(parameters, "BANDS", context)
-        model = self.parameterAsFile(parameters, "MODEL", context) or None
+        model = self.model_argument(parameters, context)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        mask = self.parameterAsOutputLayer(parameters, "MASK", context) or None
+        objects = self.parameterAsOutputLayer(parameters, "OBJECTS", context) or None
+        if mask or objects:
+            check_paths(mask, objects, [src, out])  # before any computation
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
                      model=model, device=self.parameterAsEnumString(parameters, "DEVICE", context),
+                     band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      feedback=feedback)
-        feedback.info(f"{len(res.bands)} bands, {res.seconds:.2f} s on {res.device}")
-        return {"OUTPUT": res.output}
+        i = res.info
+        feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read; model "
+                      f"{i.get('model_seconds', 0.0):.2f} s, detector {i.get('detector_seconds', 0.0):.2f} s)")
+        name = input_name(self, parameters, "INPUT", context)
+        results = {"OUTPUT": res.output}
+        lo, hi = display_range(res.scores, res.valid)
+        on_load(context, out, ScoreStyler(f"{name} — anomaly ({res.strategy})", lo, hi))
+        if mask or objects:
+            far = parameters.get("FALSE_ALARM_RATE")
+            far = None if far is None or far == "" else self.parameterAsDouble(parameters, "FALSE_ALARM_RATE", context)
+            pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
+            obj = products_for_detection(res, src, mask, objects, pct, far, feedback=feedback)
+            results.update(THRESHOLD=obj.threshold.value, ANOMALOUS_PIXELS=obj.anomalous_pixels,
+                           OBJECT_COUNT=len(obj.table))
+            if obj.mask_path:
+                results["MASK"] = obj.mask_path
+                on_load(context, obj.mask_path, QmlStyler(f"{name} — anomaly mask ({res.strategy})",
+                                                                "anomaly_mask.qml"))
+            if obj.objects_path:
+                results["OBJECTS"] = obj.objects_path
+                on_load(context, obj.objects_path, QmlStyler(f"{name} — anomaly objects ({res.strategy})",
+                                                                   "anomaly_objects.qml"))
+        return results

@@ -81,12 +81,19 @@ class TrainSpectralAlgorithm(FersAlgorithm):
             "<b>Backbone weights</b>: 'imagenet' downloads torchvision's file once (torch.hub cache); offline, "
             "give a local .pth, 'partial:FILE' (e.g. the authors' enc.pt, which holds layer1 only; other stages "
             "stay random) or 'random'. The choice is recorded in the checkpoint.")
+    PARAM_HELP = {
+        "BANDS": "The model's band count: the first N bands of every background raster (the paper: 50, 100 or 200). "
+                 "Detection later uses the same bands.",
+        "OUTPUT": "The checkpoint file (.pt) to write; usable at once as MODEL of 'Detect anomalies' (strategy "
+                  "'spectral'), or as a bundled model when copied into resources/models with a NAME.md card. "
+                  "A resume file and a JSON-lines log are kept beside it.",
+    }
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_training_parameters(self)
         self.add_enum("TRUNK", "Frozen encoder trunk", TRUNKS, "wide_resnet50_2", advanced=True)
 
-    def run(self, parameters, context, feedback):
+    def run_engine(self, parameters, context, feedback):
         from fers.train.stage1 import train_spectral
 
         args = training_arguments(self, parameters, context)

@@ -1,0 +1,254 @@
+"""What analysts expect of the plugin, through real QGIS: qgis_process runs, the modeler file, anomaly objects
+checked against an independent computation, a rendered screenshot of the styled output, bundled models and
+wavelength matching, a missing torch, and the installable ZIP."""
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from analyst_helpers import sample_cube, tiny_checkpoint, write_envi
+from conftest import REPO, VENV_BIN, qgis_process, read_geotiff, run
+from test_qgis_process import _results
+
+SAMPLE = os.path.join(REPO, "resources", "sample", "abu-airport-2.tif")
+SAMPLE_GT = os.path.join(REPO, "resources", "sample", "abu-airport-2_gt.tif")
+MODEL3 = os.path.join(REPO, "resources", "modeler", "detect_and_evaluate.model3")
+QGIS_PYTHON_PATH = ["/usr/share/qgis/python/plugins", REPO, os.path.join(REPO, "engine")]
+
+
+def venv_site():
+    return subprocess.run([os.path.join(VENV_BIN, "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def bare_qgis_process(args, profile, plugin_path, pythonpath, **kw):
+    """/usr/bin/qgis_process.bin itself (not Debian's wrapper), in the given profile and plugin folder."""
+    env = {"QT_QPA_PLATFORM": "offscreen", "QGIS_CUSTOM_CONFIG_PATH": str(profile), "QGIS_PLUGINPATH": str(plugin_path),
+           "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), "PYTHONWARNINGS": "ignore::DeprecationWarning",
+           "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")}
+    return run(["/usr/bin/qgis_process.bin", *map(str, args)], env=env, **kw)
+
+
+def enabled_profile(folder):
+    ini = folder / "profiles" / "default" / "QGIS"
+    ini.mkdir(parents=True)
+    (ini / "QGIS3.ini").write_text("[PythonPlugins]\nfers_qgis=true\n")
+    return folder
+
+
+def test_detect_objects_and_mask_match_an_independent_computation(tmp_path):
+    out, mask, objects = tmp_path / "score.tif", tmp_path / "mask.tif", tmp_path / "objects.gpkg"
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={SAMPLE}", "BANDS=200", "STRATEGY=none", "DEVICE=auto",
+                     "THRESHOLD_PERCENTILE=99", f"OUTPUT={out}", f"MASK={mask}", f"OBJECTS={objects}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _results(r.stdout)
+    log = r.stdout + r.stderr
+    assert re.search(r"device: cpu \(.*\) \(DEVICE=auto\)", log) and re.search(r"Detect anomalies: [0-9.]+ s", log)
+    # independent: the written score map, numpy's percentile, scipy's 8-connected labels, numpy statistics
+    scores, _, gt, nodata = read_geotiff(out)
+    s = scores[0]
+    valid = s != nodata
+    t = np.percentile(s[valid], 99.0)
+    anomalous = valid & (s > t)
+    labels, n = ndimage.label(anomalous, structure=np.ones((3, 3)))
+    assert float(res["THRESHOLD"]) == pytest.approx(t, rel=1e-12)
+    assert int(res["ANOMALOUS_PIXELS"]) == anomalous.sum() == 100 and int(res["OBJECT_COUNT"]) == n
+    np.testing.assert_array_equal(read_geotiff(mask)[0][0], anomalous.astype(float))
+
+    from osgeo import ogr
+
+    ds = ogr.Open(str(objects))  # keep the dataset alive while its layer is read
+    lyr = ds.GetLayer(0)
+    feats = {f["id"]: (f.items(), f.GetGeometryRef().Clone()) for f in lyr}
+    assert len(feats) == lyr.GetFeatureCount() == n > 5  # one feature per connected anomaly
+    for k in range(1, n + 1):
+        rows, cols = np.nonzero(labels == k)
+        a, geom = feats[k]
+        vals = s[rows, cols].astype(np.float64)
+        assert a["pixels"] == rows.size and a["area"] == pytest.approx(rows.size * 7.1 * 7.1, rel=1e-12)
+        assert a["peak_score"] == pytest.approx(vals.max(), rel=1e-6)
+        assert a["mean_score"] == pytest.approx(vals.mean(), rel=1e-6)
+        assert a["centroid_x"] == pytest.approx(gt[0] + 7.1 * (cols + 0.5).mean(), abs=1e-6)
+        assert a["centroid_y"] == pytest.approx(gt[3] - 7.1 * (rows + 0.5).mean(), abs=1e-6)
+        assert geom.GetArea() == pytest.approx(rows.size * 7.1 * 7.1, rel=1e-9)
+
+
+def test_modeler_file_detect_then_evaluate(tmp_path):
+    out = tmp_path / "map.tif"
+    r = qgis_process("run", MODEL3, "--", f"raster={SAMPLE}", f"ground_truth={SAMPLE_GT}", "bands=200",
+                     "strategy=none", f"detect:map={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _results(r.stdout)
+    assert abs(float(res["evaluate:AUC"]) - 0.8433) <= 1e-4
+    assert res["detect:map"] == str(out) and read_geotiff(out)[0].shape == (1, 100, 100)
+
+
+def test_bundled_model_chooser_and_wavelength_matching(tmp_path):
+    wl = [400.0 + 9.6 * i for i in range(30)]
+    envi = write_envi(tmp_path / "scene.img", sample_cube(30), wl)
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny_checkpoint(models / "aviris-tiny.pt", 12, [wl[i] + 1.0 for i in range(0, 24, 2)])
+    (models / "aviris-tiny.md").write_text("# AVIRIS tiny test model\n\nTrained on nothing: random weights.\n")
+    env = {"FERS_MODELS_DIR": str(models)}
+    r = qgis_process("help", "fers:detect", env=env)
+    assert r.returncode == 0 and "BUNDLED_MODEL" in r.stdout and "aviris-tiny" in r.stdout
+    assert "AVIRIS tiny test model" in r.stdout and "random weights" in r.stdout  # the card, in the help
+    out = tmp_path / "s.tif"
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi}", "STRATEGY=spectral", "BUNDLED_MODEL=aviris-tiny",
+                     "DEVICE=cpu", f"OUTPUT={out}", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "bands matched by wavelength (nearest centre): 12 raster bands (1,3,5,7,9,11,13,15,17,19,21,23)" in r.stdout + r.stderr
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi}", "STRATEGY=spectral", "BUNDLED_MODEL=aviris-tiny",
+                     f"MODEL={models / 'aviris-tiny.pt'}", f"OUTPUT={tmp_path / 't.tif'}", env=env)
+    assert r.returncode != 0 and "either MODEL" in r.stdout + r.stderr
+
+
+HELP_AND_MODEL = """
+import json, sys
+sys.path[:0] = %r
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingParameterDefinition
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+missing = []
+for alg in provider.algorithms():
+    if not alg.shortHelpString().strip():
+        missing.append(alg.id())
+    for p in alg.parameterDefinitions():
+        if not (p.flags() & QgsProcessingParameterDefinition.FlagHidden) and not p.help().strip():
+            missing.append(alg.id() + ":" + p.name())
+m = QgsProcessingModelAlgorithm()
+loaded = m.fromFile(sys.argv[1])
+print(json.dumps({"missing": missing, "algorithms": [a.id() for a in provider.algorithms()],
+                  "model": [loaded, m.validate()[0], [p.name() for p in m.parameterDefinitions()]]}))
+"""
+
+
+def test_every_algorithm_and_parameter_has_help_and_the_model_validates():
+    r = run(["/usr/bin/python3", "-c", HELP_AND_MODEL % QGIS_PYTHON_PATH, MODEL3], env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"fers:detect", "fers:evaluate", "fers:train_spectral"} <= set(out["algorithms"])
+    assert out["missing"] == []
+    assert out["model"][:2] == [True, True]
+    assert {"raster", "ground_truth", "bands", "strategy"} <= set(out["model"][2])
+
+
+SCREENSHOT = """
+import json, sys
+sys.path[:0] = %r
+from qgis.core import (QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsRasterLayer,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+sample, out = sys.argv[1], sys.argv[2]
+# as the Processing dialog does: run, load the outputs into the project, call the layer post-processors
+processing.runAndLoadResults("fers:detect", {"INPUT": sample, "BANDS": 200, "DEVICE": "cpu", "THRESHOLD_PERCENTILE": 99,
+                                             "OUTPUT": out + "/score.tif", "OBJECTS": out + "/objects.gpkg"})
+layers = list(QgsProject.instance().mapLayers().values())
+score = next(l for l in layers if isinstance(l, QgsRasterLayer))
+objects = next(l for l in layers if isinstance(l, QgsVectorLayer))
+r = score.renderer()
+items = r.shader().rasterShaderFunction().colorRampItemList()
+settings = QgsMapSettings()
+settings.setLayers([objects, score])
+settings.setDestinationCrs(score.crs())
+settings.setExtent(score.extent())
+settings.setOutputSize(QSize(400, 400))
+settings.setBackgroundColor(QColor(255, 255, 255))
+job = QgsMapRendererParallelJob(settings)
+job.start(); job.waitForFinished()
+job.renderedImage().save(out + "/map.png", "PNG")
+print(json.dumps({"names": sorted(l.name() for l in layers), "renderer": r.type(), "min": r.classificationMin(),
+                  "max": r.classificationMax(), "ramp_items": len(items), "objects": objects.featureCount(),
+                  "labels": objects.labelsEnabled()}))
+"""
+
+
+def test_screenshot_of_the_styled_output(tmp_path):
+    r = run([os.path.join(VENV_BIN, "python"), "-c", SCREENSHOT % QGIS_PYTHON_PATH, SAMPLE, str(tmp_path)],
+            env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["names"] == ["abu-airport-2 — anomaly (none)", "abu-airport-2 — anomaly objects (none)"]
+    assert info["renderer"] == "singlebandpseudocolor" and info["ramp_items"] > 2 and info["labels"]
+    scores, _, _, nodata = read_geotiff(tmp_path / "score.tif")
+    lo, hi = np.percentile(scores[0][scores[0] != nodata], [2, 98])
+    assert (info["min"], info["max"]) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+    import matplotlib.image
+
+    png = matplotlib.image.imread(str(tmp_path / "map.png"))
+    assert png.shape[:2] == (400, 400)
+    rgb = np.round(png[:, :, :3] * 255).astype(np.uint8).reshape(-1, 3)
+    colours, counts = np.unique(rgb, axis=0, return_counts=True)
+    assert len(colours) >= 50 and counts.max() < 0.5 * len(rgb)  # a stretched map, not a blank or flat image
+    dark = (rgb.sum(1) < 150).mean()  # magma's low end
+    bright = (rgb.min(1) > 150).mean()  # its high end
+    reddish = ((rgb[:, 0] > 180) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).mean()  # object outlines
+    assert dark > 0.05 and bright > 0.005 and reddish > 0.001, (dark, bright, reddish)
+
+
+def test_missing_torch_loads_the_plugin_and_explains(tmp_path):
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('No module named torch (simulated)')\n")
+    profile = enabled_profile(tmp_path / "profile")
+    path = [fake, venv_site(), os.path.join(REPO, "engine")]  # the fake torch first
+    r = bare_qgis_process(["list"], profile, os.path.join(VENV_BIN, "..", "qgis-plugins"), path)
+    assert r.returncode == 0 and "fers:detect" in r.stdout and "fers:evaluate" in r.stdout, r.stderr
+    out = tmp_path / "o.tif"
+    r = bare_qgis_process(["run", "fers:detect", "--", f"INPUT={SAMPLE}", f"OUTPUT={out}"], profile,
+                          os.path.join(VENV_BIN, "..", "qgis-plugins"), path)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0 and not out.exists() and "Traceback" not in text
+    msgs = {line.replace("ERROR:\t", "") for line in text.splitlines() if "FERS cannot run" in line}
+    assert len(msgs) == 1, msgs  # one message (qgis_process echoes it)
+    msg = msgs.pop()
+    assert "cannot import torch" in msg and re.search(r"python3\.\d+ -m pip install .*torch", msg), msg
+
+
+def test_make_package_installs_in_a_clean_profile(tmp_path):
+    r = run(["make", "-s", "-C", REPO, "package"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    version = re.search(r"^version=(\S+)", open(os.path.join(REPO, "metadata.txt")).read(), re.M).group(1)
+    zpath = os.path.join(REPO, "dist", f"fers_qgis-{version}.zip")
+    with zipfile.ZipFile(zpath) as z:
+        names = z.namelist()
+        assert {n.split("/")[0] for n in names} == {"fers_qgis"}
+        for required in ("fers_qgis/metadata.txt", "fers_qgis/icon.svg", "fers_qgis/engine/fers/pipeline.py",
+                         "fers_qgis/resources/styles/anomaly_mask.qml",
+                         "fers_qgis/resources/modeler/detect_and_evaluate.model3"):
+            assert required in names
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert z.read("fers_qgis/metadata.txt").startswith(b"[general]")  # the file, not a link
+        z.extractall(tmp_path / "plugins")
+    profile = tmp_path / "profile"
+    profile.mkdir()  # a fresh QGIS profile
+    plugins = tmp_path / "plugins"
+    r = bare_qgis_process(["plugins", "enable", "fers_qgis"], profile, plugins, [])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = bare_qgis_process(["list"], profile, plugins, [])
+    assert r.returncode == 0 and "fers:detect" in r.stdout and "fers:train_spectral" in r.stdout, r.stderr
+    # with torch & co. importable (but not the checkout's engine), the ZIP's own engine runs
+    out = tmp_path / "o.tif"
+    r = bare_qgis_process(["run", "fers:detect", "--", f"INPUT={SAMPLE}", "BANDS=200", f"OUTPUT={out}"], profile,
+                          plugins, [venv_site()])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"({plugins / 'fers_qgis' / 'engine' / 'fers'})" in r.stdout + r.stderr
+    assert out.exists()
