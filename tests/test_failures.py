@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import VENV_BIN, WEIGHTS, fers, mat_scene, qgis_process, read_geotiff, write_geotiff
+from analyst_helpers import tiny_checkpoint, write_envi
+from conftest import VENV_BIN, WEIGHTS, fers, mat_scene, numpy_rx, qgis_process, read_geotiff, write_geotiff
 
 AUTHORS_100 = os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands")
 
@@ -83,6 +84,7 @@ def _pickle_checkpoint(tmp):
 CASES = [
     ("bands-too-many", _scene, ["--bands", "300"], ["BANDS=300"], "asks for the first 300 bands, but the raster has only 120"),
     ("band-list-out-of-range", _scene, ["--band-list", "1-10,500"], ["BAND_LIST=1-10,500"], "band(s) 500 do not exist"),
+    ("band-list-empty", _scene, ["--band-list", ","], ["BAND_LIST=,"], "the band list is empty"),
     ("band-list-garbage", _scene, ["--band-list", "a-b"], ["BAND_LIST=a-b"], "is not a band number or a range"),
     ("all-nodata", _all_nodata, [], [], "every pixel is nodata"),
     ("constant-bands", _constant, [], [], "all valid pixels have the same value"),
@@ -210,3 +212,39 @@ def test_two_runs_with_the_same_seed_are_bit_identical(tmp_path):
         assert r.returncode == 0, r.stderr
     a, b = read_geotiff(tmp_path / "m1.tif")[0], read_geotiff(tmp_path / "m2.tif")[0]
     assert np.array_equal(a, b)
+
+
+def test_wavelengths_outside_the_models_range_are_refused(tmp_path):
+    """A thermal (8–12 µm) raster given to a VNIR model: resampling would copy one edge band into every
+    model band and still draw a map, so the run must stop instead."""
+    cube = mat_scene("abu-airport-2")[0][:, :, :30].transpose(2, 0, 1).astype(np.float32)
+    envi = write_envi(tmp_path / "lwir.img", cube, wavelengths=np.linspace(8000, 12000, 30))
+    model = tiny_checkpoint(tmp_path / "vnir.pt", 12, wavelengths=[float(w) for w in np.linspace(450, 900, 12)])
+    message = "do not cover the model's (450.0 nm–900.0 nm)"
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    r = fers("detect", envi, out, "--strategy", "spectral", "--model", model)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi}", "STRATEGY=spectral", f"MODEL={model}", f"OUTPUT={out}")
+    assert r.returncode != 0 and message in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    _no_output(out.parent, out)
+
+
+def test_nan_and_inf_pixels_are_left_out_and_stay_nodata(tmp_path):
+    cube = mat_scene("abu-airport-2")[0][:, :, :60].astype(np.float32)
+    bad = np.zeros(cube.shape[:2], bool)
+    bad[3, 4] = bad[50, 60] = bad[99, 0] = True
+    bad[10, 10:20] = True
+    cube[3, 4, 7] = np.nan  # one band is enough to make the pixel invalid
+    cube[50, 60, :] = np.inf
+    cube[99, 0, 59] = -np.inf
+    cube[10, 10:20, 30] = np.nan
+    tif = write_geotiff(tmp_path / "holes.tif", cube)
+    expected = numpy_rx(cube[~bad].astype(np.float64))  # RX of the valid pixels alone
+    for tool, out in (("cli", tmp_path / "a.tif"), ("qgis", tmp_path / "b.tif")):
+        r = (fers("detect", tif, out) if tool == "cli" else
+             qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"OUTPUT={out}"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        scores, _, _, nodata = read_geotiff(out)
+        assert nodata == -9999.0 and np.array_equal(scores[0] == nodata, bad)
+        np.testing.assert_allclose(scores[0][~bad], expected, rtol=2e-4, atol=1e-6)

@@ -331,6 +331,11 @@ def plan_bands(src, model=None, bands=0, match: str = "auto", feedback=None) -> 
                 f"largest offset {float(np.max(np.abs(off))):.1f} nm")
         return plan
     w, clamped = resampling_matrix(r_wl, m_wl, bad)
+    if 2 * len(clamped) > len(m_wl):
+        # copying an edge band into most of the model's bands gives a map, but a meaningless one
+        raise ModelError(f"the raster's wavelengths ({_fmt(min(r_wl))}–{_fmt(max(r_wl))}) do not cover the model's "
+                         f"({_fmt(min(m_wl))}–{_fmt(max(m_wl))}): {len(clamped)} of {len(m_wl)} model bands lie outside "
+                         "the raster's range; use a model trained for this sensor")
     used = sorted(set(np.nonzero(w.any(axis=0))[0].tolist()))
     plan = BandPlan(used, w[:, used], mode="resample", wavelengths=[float(v) for v in m_wl])
     if match == "auto":
