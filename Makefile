@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench package resources clean
+.PHONY: setup apt venv test test-engine test-plugin demo bench bench-accuracy train-default package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -59,9 +59,24 @@ demo: setup
 	echo "CRS of the map: $$(gdalsrsinfo -o epsg $$out | grep EPSG)" && \
 	echo "anomaly map written to: $$out"
 
+RAW := $(DATA)/raw
+PAPER_SET := $(addprefix $(RAW)/,abu-airport-1.mat abu-airport-2.mat abu-airport-3.mat abu-airport-4.mat \
+	abu-urban-3.mat LREN__abu-beach-4.mat) $(RAW)/RCRD__dataPavia.mat=$(RAW)/RCRD__maskPavia.mat
+
+# RX vs per-pixel NumPy; training step seconds; every strategy of the bundled models on the paper set
 bench: venv
 	$(PY) bench/bench_rx.py
 	$(PY) bench/bench_train.py
+	$(VENV)/bin/fers benchmark $(PAPER_SET) --bands 100 200 --strategies none,spectral,spatial,multiplicative,additive \
+		--model fers-aviris-100 --model fers-aviris-200 --device cpu --no-plots --out $(ROOT)/bench/out/strategies
+
+# per-scene AUC on every evaluation scene: RX, the authors' checkpoints, the bundled models (A and B)
+bench-accuracy: venv
+	$(PY) bench/bench_accuracy.py
+
+# regenerate resources/models/fers-aviris-{100,200}.pt from ../shared/data (CPU by default, CUDA when present)
+train-default: venv
+	$(PY) scripts/train_default.py
 
 # dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample)
 package:

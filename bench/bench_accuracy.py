@@ -1,0 +1,149 @@
+"""Per-scene ROC AUC on every evaluation scene of ../shared/data/README.md (`make bench-accuracy`).
+
+Methods, per scene and band count (first 100 / first 200 bands, where the scene has them):
+RX on the raw bands, RX(H + F_spe) with the FERS authors' checkpoint of that band count
+(aviris_ng-100bands, aviris-200bands), and the default (bundled) model with strategy
+spectral, fusion A (multiplicative) and fusion B (additive). Ground truth is read only for
+the AUC. Seconds per scene are scoring time (features + detector), reading excluded.
+
+Writes bench/out/accuracy.md and bench/out/accuracy.csv and prints the Markdown.
+``--models 100=PATH 200=PATH`` evaluates other checkpoints in place of the bundled ones.
+"""
+import argparse
+import csv
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import DATA, REPO  # noqa: E402
+
+from fers.bundled import list_models  # noqa: E402
+from fers.checkpoint import load_model  # noqa: E402
+from fers.io import load_ground_truth, open_source  # noqa: E402
+from fers.metrics import roc_auc  # noqa: E402
+from fers.pipeline import score_scene  # noqa: E402
+from fers.preprocess import scale_cube  # noqa: E402
+
+GROUPS = {
+    "paper set": ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4", "abu-urban-3",
+                  "LREN__abu-beach-4", "RCRD__dataPavia"],
+    "other held-out": ["abu-urban-4", "abu-urban-5", "abu-beach-2", "sandiego", "sandiego_plane", "NJCR__Sandiego",
+                       "DSC__Sandiego_224b", "AVIRIS-1", "AVIRIS-2", "CNND__AVIRIS-I_120", "hydice", "HYDICE_data",
+                       "RCRD__dataHYDICE", "TAEF__MUUFL"],
+}
+TRUTH_FILES = {"RCRD__dataPavia": "RCRD__maskPavia", "RCRD__dataHYDICE": "RCRD__maskHYDICE"}
+AUTHORS = {100: "aviris_ng-100bands", 200: "aviris-200bands"}
+OURS = (("spectral", "ours spectral"), ("multiplicative", "ours A"), ("additive", "ours B"))
+COLUMNS = ["RX", "authors"] + [label for _, label in OURS]
+
+
+def default_models():
+    """{bands: path} of the bundled models (one per band count; the first by name wins)."""
+    out = {}
+    for m in list_models():
+        mdl = load_model(m.path)
+        if mdl.spa is not None:
+            out.setdefault(mdl.bands, m.path)
+    return out
+
+
+def scene_data(name):
+    raw = os.path.join(DATA, "raw")
+    src = open_source(os.path.join(raw, name + ".mat"))
+    if name in TRUTH_FILES:
+        gt, gt_valid = load_ground_truth(os.path.join(raw, TRUTH_FILES[name] + ".mat"))
+    else:
+        g = np.asarray(src.ground_truth())
+        gt, gt_valid = g > 0, np.ones(g.shape, bool)
+    return src, gt, gt_valid
+
+
+def timed_auc(cube, valid, gt, strategy, model):
+    t0 = time.perf_counter()
+    scores, _ = score_scene(cube, valid, strategy, "rx", model, "cpu")
+    return roc_auc(scores, gt, valid & np.isfinite(scores)), time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=[], help="BANDS=PATH: evaluate these instead of the bundled ones")
+    ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
+    ap.add_argument("--groups", nargs="*", default=list(GROUPS))
+    args = ap.parse_args()
+    ours = default_models()
+    for spec in args.models:
+        b, p = spec.split("=", 1)
+        ours[int(b)] = p
+    weights = os.environ.get("FERS_WEIGHTS") or os.path.join(os.path.dirname(DATA), "weights")
+    models = {}
+    for b in args.bands:
+        a = os.path.join(weights, "fers-reference", AUTHORS[b])
+        models[b] = (load_model(a) if os.path.isdir(a) else None, load_model(ours[b]) if b in ours else None)
+    rows = []
+    for group in args.groups:
+        for name in GROUPS[group]:
+            src, gt, gt_valid = scene_data(name)
+            for b in args.bands:
+                if src.band_count < b:
+                    continue
+                cube, valid = src.read(range(b))
+                valid &= gt_valid
+                cube, _ = scale_cube(cube, valid)
+                authors, mine = models[b]
+                runs = [("RX", "none", None), ("authors", "spectral", authors)]
+                runs += [(label, s, mine) for s, label in OURS]
+                for label, strategy, model in runs:
+                    if strategy != "none" and model is None:
+                        continue
+                    auc, sec = timed_auc(cube, valid, gt, strategy, model)
+                    rows.append({"scene": name, "group": group, "bands": b, "method": label,
+                                 "auc": round(auc, 6), "seconds": round(sec, 4)})
+                print(f"{name} {b}: " + ", ".join(f"{r['method']} {r['auc']:.4f}" for r in rows
+                                                   if r["scene"] == name and r["bands"] == b), flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "accuracy.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["scene", "group", "bands", "method", "auc", "seconds"])
+        w.writeheader()
+        w.writerows(rows)
+    md = markdown(rows, args.bands, args.groups, {b: ours.get(b) for b in args.bands})
+    with open(os.path.join(args.out, "accuracy.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+def markdown(rows, bands, groups, ours):
+    lines = []
+    for b in bands:
+        sel = [r for r in rows if r["bands"] == b]
+        if not sel:
+            continue
+        lines += [f"### First {b} bands (default model: {os.path.basename(ours[b]) if ours[b] else 'none'})", "",
+                  "| group | scene | " + " | ".join(COLUMNS) + " | best default − RX | s/scene RX | s/scene ours B |",
+                  "|" + " --- |" * (len(COLUMNS) + 5)]
+        for group in groups:
+            names = list(dict.fromkeys(r["scene"] for r in sel if r["group"] == group))
+            table = {(r["scene"], r["method"]): r for r in sel}
+            for n in names:
+                vals = [table.get((n, c)) for c in COLUMNS]
+                rx = table[(n, "RX")]["auc"]
+                best_def = [table[(n, label)]["auc"] for label in ("ours A", "ours B") if (n, label) in table]
+                delta = f"{max(best_def) - rx:+.4f}" if best_def else ""
+                lines.append(f"| {group} | {n} | " + " | ".join(f"{v['auc']:.4f}" if v else "" for v in vals)
+                             + f" | {delta} | {table[(n, 'RX')]['seconds']:.3f} | "
+                             + (f"{table[(n, 'ours B')]['seconds']:.3f}" if (n, "ours B") in table else "") + " |")
+            if names:
+                means = []
+                for c in COLUMNS:
+                    v = [table[(n, c)]["auc"] for n in names if (n, c) in table]
+                    means.append(f"**{np.mean(v):.4f}**" if len(v) == len(names) else "")
+                lines.append(f"| {group} | **mean ({len(names)})** | " + " | ".join(means) + " | | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Regenerate the bundled default models (`make train-default`) from ../shared/data alone.
+
+For each band count: stage 1 (FERD / Spe-FEN) on the background split of
+../shared/data/README.md, then stage 2 (Spa-FEN) against that frozen Spe-FEN, then
+``compact``: the frozen ResNet-34 convolution weights of the Spa-FEN are stored in
+float16 (they are random and never trained, so nothing learned is rounded; BatchNorm
+statistics and every trained tensor stay float32), which halves the file so that two
+models fit the plugin's size budget. Every step resumes where it stopped (the
+trainers' resume files), so an interrupted run continues with the same command.
+
+Evaluation scenes are never read here. Model selection is the trainers' own: the
+epoch with the lowest loss on held-out background.
+
+CUDA is used when present (``--device auto``); the hardware goes into the model card.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.environ.get("FERS_DATA") or os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
+WEIGHTS = os.environ.get("FERS_WEIGHTS") or os.path.join(os.path.dirname(DATA), "weights")
+
+# ../shared/data/README.md, "background training sources" (LREN__abu-urban-2 is a copy of abu-urban-2)
+BACKGROUND = ["abu-urban-1", "abu-urban-2", "abu-beach-1", "abu-beach-3", "jasperRidge2_R198", "Moffet",
+              "Rcuprite50x90x188"]
+# The frozen ImageNet layer1 of Wide-ResNet-101-2 (torchvision's weights) that the authors' enc.pt carries;
+# layer2/3 of the training trunk stay random (nothing downloads here). Only layer1 reaches the Spe-FEN.
+LAYER1 = os.path.join(WEIGHTS, "fers-reference", "aviris-200bands", "enc.pt")
+
+RECIPE = {
+    "stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+    "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+}
+
+
+def hardware(device):
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def sources_for(bands):
+    from fers.io import open_source
+
+    out = []
+    for n in BACKGROUND:
+        p = os.path.join(DATA, "raw", n + ".mat")
+        if open_source(p).band_count >= bands:
+            out.append(p)
+    return out
+
+
+def compact(src, dst):
+    """The stage-2 file with the frozen (random, untrained) ResNet-34 conv weights in float16."""
+    from fers.checkpoint import read_checkpoint, save_checkpoint
+
+    obj = read_checkpoint(src)
+    spa = {k: (v.half() if k.startswith("backbone.") and v.ndim == 4 else v) for k, v in obj["spa_fen"].items()}
+    meta = dict(obj["meta"], frozen_backbone_storage="float16 (conv weights of the random, frozen ResNet-34)")
+    return save_checkpoint(dst, obj["kind"], meta, spe_fen=obj["spe_fen"], spa_fen=spa)
+
+
+def train(bands, out_dir, device):
+    from fers.feedback import Feedback
+    from fers.train.stage1 import train_spectral
+    from fers.train.stage2 import train_spatial
+
+    class Printer(Feedback):
+        def info(self, message):
+            print(message, flush=True)
+
+        def warn(self, message):
+            print("warning: " + message, flush=True)
+
+    sources = sources_for(bands)
+    s1 = os.path.join(out_dir, f"stage1-{bands}.pt")
+    if not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
+        train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
+                       feedback=Printer(), **RECIPE["stage1"])
+    s2 = os.path.join(out_dir, f"fers-aviris-{bands}-full.pt")
+    if not os.path.exists(s2) or os.path.exists(s2 + ".resume.pt"):
+        train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, feedback=Printer(),
+                      **RECIPE["stage2"])
+    return sources, s1, s2
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
+    ap.add_argument("--runs", default=os.path.join(REPO, "runs", "default"), help="training files and logs")
+    ap.add_argument("--models", default=os.path.join(REPO, "resources", "models"), help="where the models go")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.join(REPO, "engine"))
+    from fers.device import resolve_device
+
+    device = resolve_device(args.device)
+    os.makedirs(args.runs, exist_ok=True)
+    os.makedirs(args.models, exist_ok=True)
+    for bands in args.bands:
+        sources, s1, s2 = train(bands, args.runs, device)
+        dst = compact(s2, os.path.join(args.models, f"fers-aviris-{bands}.pt"))
+        facts = {"bands": bands, "sources": [os.path.basename(s) for s in sources], "recipe": RECIPE,
+                 "hardware": hardware(device), "layer1": LAYER1}
+        with open(os.path.join(args.runs, f"fers-aviris-{bands}.json"), "w") as f:
+            json.dump(facts, f, indent=1)
+        print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
