@@ -50,10 +50,12 @@ test-engine: venv
 test-plugin: setup
 	$(PY) -m pytest -q tests/plugin
 
+# fers:detect with the bundled 100-band model (fusion B, chosen by STRATEGY=auto) on the bundled sample; offline
 demo: setup
-	@out=$$(mktemp -d)/sample_anomaly_rx.tif; \
+	@out=$$(mktemp -d)/sample_anomaly_fers.tif; \
 	$(VENV)/bin/fers-qgis-process run fers:detect -- INPUT=$(ROOT)/resources/sample/abu-airport-2.tif \
-		BANDS=200 STRATEGY=none DETECTOR=rx DEVICE=cpu OUTPUT=$$out >/dev/null && \
+		BANDS=100 STRATEGY=auto DETECTOR=rx DEVICE=cpu OUTPUT=$$out 2>&1 | grep -E "bundled model|^ERROR" ; \
+	test -s $$out && \
 	$(VENV)/bin/fers-qgis-process run fers:evaluate -- SCORE=$$out \
 		GROUND_TRUTH=$(ROOT)/resources/sample/abu-airport-2_gt.tif 2>/dev/null | grep '^AUC' && \
 	echo "CRS of the map: $$(gdalsrsinfo -o epsg $$out | grep EPSG)" && \
@@ -77,6 +79,9 @@ bench-accuracy: venv
 # regenerate resources/models/fers-aviris-{100,200}.pt from ../shared/data (CPU by default, CUDA when present)
 train-default: venv
 	$(PY) scripts/train_default.py
+	$(PY) bench/bench_accuracy.py
+	for b in 100 200; do $(PY) scripts/model_card.py $(ROOT)/resources/models/fers-aviris-$$b.pt \
+		$(ROOT)/runs/default/fers-aviris-$$b.json $(ROOT)/bench/out/accuracy.csv $(ROOT)/resources/models/fers-aviris-$$b.md; done
 
 # dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample)
 package:

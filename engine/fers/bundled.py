@@ -95,3 +95,14 @@ def resolve_model_path(model: str, folder: Optional[str] = None) -> str:
     where = folder or models_dir()
     listed = f"bundled models: {', '.join(names)}" if names else f"no bundled models in {where}"
     raise ModelError(f"model not found: {model} (neither a file or folder, nor a bundled model name; {listed})")
+
+
+def model_bands(path: str) -> Optional[int]:
+    """The band count of a bundled model (our checkpoint's metadata, or the authors' CWL), None if unreadable."""
+    from .checkpoint import load_model
+    from .errors import FersError
+
+    try:
+        return int(load_model(path).bands)
+    except FersError:
+        return None

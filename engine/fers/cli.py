@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -285,6 +286,12 @@ def main(argv=None) -> int:
     except MemoryError:
         print("fers: error: out of memory; use fewer bands or a smaller extent", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug of ours: one line for the analyst, the traceback on request
+        if os.environ.get("FERS_DEBUG"):
+            raise
+        print(f"fers: internal error ({type(e).__name__}: {e}); no output was written. Please report it, with "
+              "the traceback that FERS_DEBUG=1 prints", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from .device import resolve_device
 from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
-from .pipeline import DEFAULT_NODATA, enhance_features, output_nodata, resolve_model
+from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_model
 from .preprocess import scale_cube, select_bands
 
 BRANCHES = ("both", "spectral", "spatial")
@@ -50,16 +50,16 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     feedback.progress(0.1, "read")
     cube, (lo, hi) = scale_cube(cube, valid)
     feedback.check()
-    f_spe, f_spa = enhance_features(cube, mdl, need_spe, need_spa, dev)
+    import torch
+
+    with torch.inference_mode():
+        out = enhanced_cube(torch.from_numpy(cube).to(dev), mdl, need_spe, need_spa,
+                            feedback=feedback.sub(0.1, 0.8)).cpu().numpy()
     feedback.progress(0.8, "features")
-    out = cube
-    if f_spe is not None:
-        out += f_spe
-    if f_spa is not None:
-        out += f_spa
+    del cube
     nodata = output_nodata(src.nodata) if src.nodata is not None else DEFAULT_NODATA
     out[:, ~valid] = nodata
-    formula = "H" + (" + F_spe" if f_spe is not None else "") + (" + F_spa" if f_spa is not None else "")
+    formula = "H" + (" + F_spe" if need_spe else "") + (" + F_spa" if need_spa else "")
     names = [f"band {b + 1}: {formula}" for b in idx]
     band_meta = None
     if src.wavelengths is not None:

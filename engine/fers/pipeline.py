@@ -58,24 +58,63 @@ def _minmax(s: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
-def enhance_features(cube: np.ndarray, model, need_spe: bool, need_spa: bool, device: str) -> tuple:
-    """(F_spe, F_spa) as (B, H, W) float32 arrays (None where not needed)."""
+def enhance_features(cube: np.ndarray, model, need_spe: bool, need_spa: bool, device: str,
+                     tile: Optional[int] = None) -> tuple:
+    """(F_spe, F_spa) as (B, H, W) float32 arrays (None where not needed). For fers:enhance and tests;
+    detection builds its enhanced cubes in place (``enhanced_cube``)."""
     import torch
 
     with torch.inference_mode():
-        h = torch.from_numpy(cube)[None].to(device)
-        f_spe = model.spe(h)[0].cpu().numpy() if need_spe else None
-        f_spa = model.spa(h)[0].cpu().numpy() if need_spa else None
+        h = torch.from_numpy(cube).to(device)
+        f_spe = _spe_into(model, h, torch.zeros_like(h), tile).cpu().numpy() if need_spe else None
+        f_spa = model.spa(h[None])[0].cpu().numpy() if need_spa else None
     return f_spe, f_spa
 
 
+def _spe_into(model, h, buf, tile: Optional[int], feedback: Optional[Feedback] = None):
+    """buf += F_spe(h), by tiles (seamless: ``fers.tiling``)."""
+    from .tiling import spe_tile_size, spefen_tiled
+
+    return spefen_tiled(model.spe, h, tile or spe_tile_size(h.shape[0]), add_to=buf, feedback=feedback)
+
+
+def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] = None, buf=None,
+                  feedback: Optional[Feedback] = None):
+    """H (+ F_spe) (+ F_spa) as a new (B, H, W) tensor (or written into ``buf``), ``h`` left untouched.
+
+    At most one cube-sized tensor besides ``h`` is alive: F_spa is computed whole (the Spa-FEN is global)
+    and H is added into it; F_spe is added tile by tile.
+    """
+    if with_spa:
+        f = model.spa(h[None])[0]
+        if buf is None:
+            buf = f
+        else:
+            buf.copy_(f)
+            del f
+        buf += h
+    elif buf is None:
+        buf = h.clone()
+    else:
+        buf.copy_(h)
+    if with_spe:
+        _spe_into(model, h, buf, tile, feedback)
+    return buf
+
+
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
-                model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0) -> tuple:
-    """Score a preprocessed (B, H, W) cube. Returns (scores (H, W) float32 with NaN at invalid, info).
+                model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
+                tile: Optional[int] = None) -> tuple:
+    """Score a preprocessed (B, H, W) cube (left unchanged). Returns (scores (H, W) float32 with NaN at
+    invalid pixels, info).
 
     ``detector`` 'rx' is the global RX of SPEC §3; 'ae' the per-scene autoencoder, which replaces RX
-    wherever the strategy calls for it (fusion A scores both enhanced cubes with it).
+    wherever the strategy calls for it (fusion A scores both enhanced cubes with it). ``tile``: side of
+    the Spe-FEN tiles (default: from a 1 GB working-memory budget; the map does not depend on it).
+    Memory: the cube plus one enhanced cube of the same size, plus a tile's activations.
     """
+    import torch
+
     from .detect.ae import ae_scores
     from .detect.rx import rx
 
@@ -85,7 +124,7 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         raise InputError(f"unknown detector '{detector}' (choose one of: {', '.join(DETECTORS)})")
     need_spe = strategy in ("spectral", "multiplicative", "additive")
     need_spa = strategy in ("spatial", "multiplicative", "additive")
-    info = {"strategy": strategy}
+    info = {"strategy": strategy, "model_seconds": 0.0}
     if need_spe or need_spa:
         if model is None:
             raise ModelError(f"strategy '{strategy}' needs a model (MODEL / --model): a FERS checkpoint "
@@ -96,35 +135,35 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         if model.bands != cube.shape[0]:
             raise ModelError(f"the model {model.describe()} was trained on {model.bands} bands, but "
                              f"{cube.shape[0]} are selected: use BANDS={model.bands} (or 0 to let the model decide)")
+    # (with F_spe, with F_spa) of each cube the detector scores; fusion A scores two and multiplies
+    parts = {"none": [(False, False)], "spectral": [(True, False)], "spatial": [(False, True)],
+             "additive": [(True, True)], "multiplicative": [(False, True), (True, False)]}[strategy]
+    enhancing = need_spe or need_spa
+    maps, buf, seconds = [], None, {"model": 0.0, "detector": 0.0}
+    h = torch.from_numpy(cube).to(device) if enhancing else None
+    for i, (with_spe, with_spa) in enumerate(parts):
+        lo, hi = i / len(parts), (i + 1) / len(parts)
         feedback.check()
+        if enhancing:
+            t0 = time.perf_counter()
+            with torch.inference_mode():  # not around the detector: the AE trains
+                buf = enhanced_cube(h, model, with_spe, with_spa, tile, buf, feedback.sub(lo, lo + (hi - lo) * 0.5))
+                x = buf.cpu().numpy() if buf.device.type != "cpu" else buf.numpy()
+            seconds["model"] += time.perf_counter() - t0
+        else:
+            x = cube
         t0 = time.perf_counter()
-        f_spe, f_spa = enhance_features(cube, model, need_spe, need_spa, device)
-        info["model_seconds"] = time.perf_counter() - t0
-        feedback.progress(0.4, "feature enhancement")
-    rx_fb = feedback.sub(0.4 if need_spe or need_spa else 0.0, 1.0)
-    if strategy == "none":
-        enhanced = [cube]
-    elif strategy == "spectral":
-        enhanced = [cube + f_spe]
-    elif strategy == "spatial":
-        enhanced = [cube + f_spa]
-    elif strategy == "additive":
-        enhanced = [cube + f_spa + f_spe]
-    else:  # multiplicative: minmax(RX(H + F_spa)) ⊙ minmax(RX(H + F_spe))
-        enhanced = [cube + f_spa, cube + f_spe]
-    maps = []
-    t0 = time.perf_counter()
-    for i, x in enumerate(enhanced):
-        sub = rx_fb.sub(i / len(enhanced), (i + 1) / len(enhanced))
+        sub = feedback.sub(lo + (hi - lo) * (0.5 if enhancing else 0.0), hi)
         if detector == "ae":
             maps.append(ae_scores(x, valid, seed=seed, device=device, feedback=sub))
         else:
             s, rxm = rx(x, valid, device=device, feedback=sub)
             info.update(rx_rank=rxm.rank, rx_condition=rxm.condition)
             maps.append(s)
+        seconds["detector"] += time.perf_counter() - t0
+    del buf
     scores = maps[0] if len(maps) == 1 else (_minmax(maps[0]) * _minmax(maps[1])).astype(np.float32)
-    info.update(valid_pixels=int(valid.sum()), detector_seconds=time.perf_counter() - t0)
-    info.setdefault("model_seconds", 0.0)
+    info.update(valid_pixels=int(valid.sum()), model_seconds=seconds["model"], detector_seconds=seconds["detector"])
     return scores, info
 
 
@@ -140,6 +179,29 @@ def resolve_model(model, device: str, feedback: Feedback):
     return model.to(device)
 
 
+def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
+    """The bundled model for a strategy that needs one when none is given: the one whose band count is
+    the number of bands asked for (BANDS=N or a band list); with BANDS=0, the largest the raster can feed."""
+    from .bundled import list_models, model_bands
+
+    found = {}
+    for m in list_models():
+        found.setdefault(model_bands(m.path), m)
+    counts = sorted(b for b in found if b)
+    if isinstance(bands, (int, np.integer)) and int(bands) == 0:
+        fits = [b for b in counts if b <= raster_bands]
+        want = fits[-1] if fits else None
+    else:
+        want = int(bands) if isinstance(bands, (int, np.integer)) else len(list(bands))
+    if want not in found:
+        have = ", ".join(f"{b} bands ({found[b].name})" for b in counts) or "none installed"
+        raise ModelError(f"no bundled model for {want if want else 'this raster'}"
+                         f"{' bands' if want else ''} (bundled: {have}); set BANDS / --bands to one of those, "
+                         "or give MODEL / --model")
+    feedback.info(f"no model given: using the bundled model {found[want].name} ({want} bands)")
+    return found[want].path
+
+
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto") -> DetectResult:
@@ -153,6 +215,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         output = check_output_path(output, [input])
     dev = resolve_device(device)
     src = open_source(input, variable)
+    if not model and strategy != "none":
+        model = default_model(bands, src.band_count, feedback)
     mdl = resolve_model(model, dev, feedback)
     # a model fixes its bands: BANDS=0 means "what the model needs", matched by wavelength when both sides
     # know theirs (fers.wavelengths: nearest centre, or resampling when the sensor differs), else by position

@@ -63,8 +63,9 @@ def scale_cube(cube: np.ndarray, valid: np.ndarray, minmax: Optional[tuple] = No
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf) in the selected bands: nothing to process")
     if minmax is None:
-        vals = cube[:, valid]
-        lo, hi = float(vals.min()), float(vals.max())
+        # band by band: cube[:, valid] would copy the whole cube
+        lo = min(float(band[valid].min()) for band in cube)
+        hi = max(float(band[valid].max()) for band in cube)
     else:
         lo, hi = minmax
     if not hi > lo:

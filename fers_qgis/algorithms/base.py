@@ -210,6 +210,14 @@ class FersAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(e))
         except MemoryError:
             raise QgsProcessingException("out of memory: use fewer bands, a smaller extent or a smaller tile size")
+        except QgsProcessingException:
+            raise
+        except Exception as e:  # a bug of ours: one clear line; the traceback goes to the log for a report
+            import traceback
+
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(f"internal error in FERS ({type(e).__name__}: {e}); no output was written. "
+                                         "Please report it with the log of this run")
 
     def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

@@ -1,6 +1,7 @@
 """`fers detect --model` with the authors' published checkpoints, on GeoTIFF input."""
 import os
 
+import numpy as np
 import pytest
 
 from conftest import WEIGHTS, fers, mat_scene, pairwise_auc, read_geotiff
@@ -37,8 +38,24 @@ def test_model_band_mismatch_and_missing_branch_are_clear(scene_tifs, tmp_path):
     assert r.returncode == 2 and "trained on 100 bands, but 50 are selected" in r.stderr
     r = fers("detect", tif, tmp_path / "o.tif", "--strategy", "additive", "--model", model)
     assert r.returncode == 2 and "needs the spatial branch (Spa-FEN)" in r.stderr
-    r = fers("detect", tif, tmp_path / "o.tif", "--strategy", "spectral")
-    assert r.returncode == 2 and "needs a model" in r.stderr
+    r = fers("detect", tif, tmp_path / "o.tif", "--strategy", "spectral", env={"FERS_MODELS_DIR": str(tmp_path)})
+    assert r.returncode == 2 and "no bundled model for this raster (bundled: none installed)" in r.stderr
     r = fers("detect", tif, tmp_path / "o.tif", "--strategy", "spectral", "--model", tmp_path / "none.pt")
     assert r.returncode == 2 and "not found" in r.stderr
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_without_a_model_the_bundled_one_for_the_band_count_is_used(scene_tifs, tmp_path):
+    """The bundled default (resources/models) is picked by BANDS, said, and its map equals the explicit run."""
+    tif, gt = scene_tifs["abu-airport-4"]
+    auto = tmp_path / "auto.tif"
+    r = fers("detect", tif, auto, "--strategy", "additive", "--bands", 100, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "no model given: using the bundled model fers-aviris-100 (100 bands)" in r.stderr
+    explicit = tmp_path / "explicit.tif"
+    r = fers("-q", "detect", tif, explicit, "--strategy", "additive", "--model", "fers-aviris-100", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_geotiff(auto)[0], read_geotiff(explicit)[0])
+    r = fers("detect", tif, tmp_path / "x.tif", "--strategy", "spectral", "--bands", 50)
+    assert r.returncode == 2 and "no bundled model for 50 bands (bundled: 100 bands (fers-aviris-100)" in r.stderr
+    assert not (tmp_path / "x.tif").exists()

@@ -42,8 +42,8 @@ class Source:
 
 def finalize_cube(cube: np.ndarray, valid: np.ndarray) -> tuple:
     """Mask NaN/Inf, zero invalid pixels in place; shared by every reader."""
-    finite = np.isfinite(cube).all(axis=0)
-    valid &= finite
+    for band in cube:  # band by band: np.isfinite(cube) would allocate a cube-sized mask
+        valid &= np.isfinite(band)
     if not valid.all():
         cube[:, ~valid] = 0.0
     return cube, valid

@@ -1,0 +1,75 @@
+"""Tiles for the spectral branch: bounded memory on large rasters, and no seams.
+
+The Spe-FEN (CWL → layer1 → crop → FPL) is local: only layer1's three 3×3 convolutions
+see neighbours, a receptive-field radius of 3 pixels, and the whole-image path
+reflect-pads the cube by ``PAD`` = 4 pixels first. A tile that carries a halo of
+``PAD`` pixels — real neighbours inside the image, the same reflection at its
+borders — therefore gives exactly the whole-image features on its pixels: tiling
+changes the memory needed, not the map (tests/engine/test_tiling.py checks equality).
+
+The halo is gathered with reflected indices rather than by padding the whole cube,
+so no second full-size copy of the raster is ever made.
+
+The Spa-FEN is global by design (its ResNet-34 sees the whole false-RGB image, its
+pyramid pooling and SE gate average over the whole scene); it runs on the whole image,
+and its per-pixel parts already go by row blocks (``fers.spatial.model``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .spectral.model import PAD, crop
+
+# float32 values alive per pixel inside one Spe-FEN tile, besides its C input bands: the CWL output (64),
+# a layer1 bottleneck's 128-wide intermediates and its 256-wide output and shortcut, the FPL's hidden and
+# output layers, with head-room for the allocator
+SPE_FLOATS_PER_PIXEL = 64 + 3 * 128 + 3 * 256 + 256
+DEFAULT_MEMORY_MB = 1024
+MIN_TILE, MAX_TILE = 64, 4096
+
+
+def spe_tile_size(bands: int, memory_mb: float = DEFAULT_MEMORY_MB) -> int:
+    """The largest square tile whose Spe-FEN working memory fits in ``memory_mb``."""
+    per_pixel = 4 * (SPE_FLOATS_PER_PIXEL + 2 * bands)
+    side = int(math.sqrt(max(1.0, memory_mb) * (1 << 20) / per_pixel)) - 2 * PAD
+    return int(min(MAX_TILE, max(MIN_TILE, side)))
+
+
+def tiles(height: int, width: int, tile: int) -> Iterator[Tuple[int, int, int, int]]:
+    for r0 in range(0, height, tile):
+        for c0 in range(0, width, tile):
+            yield r0, min(height, r0 + tile), c0, min(width, c0 + tile)
+
+
+def reflect_indices(start: int, stop: int, n: int) -> torch.Tensor:
+    """Indices of positions start..stop-1 of an axis of length n, reflected at its ends (as F.pad 'reflect')."""
+    idx = np.arange(start, stop)
+    idx = np.where(idx < 0, -idx, idx)
+    idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
+    return torch.from_numpy(idx)
+
+
+def spefen_tiled(spe, cube: torch.Tensor, tile: int, add_to: Optional[torch.Tensor] = None,
+                 feedback=None) -> torch.Tensor:
+    """F_spe of a (C, H, W) cube, tile by tile. With ``add_to`` (C, H, W) the features are added into it
+    (the enhanced cube H + F_spe built in place) and it is returned; else a new tensor is."""
+    bands, height, width = cube.shape
+    out = add_to if add_to is not None else torch.zeros_like(cube)
+    work = list(tiles(height, width, tile))
+    conv = spe.cwl.convh
+    for i, (r0, r1, c0, c1) in enumerate(work):
+        if feedback is not None:
+            feedback.check()
+        rows = reflect_indices(r0 - PAD, r1 + PAD, height).to(cube.device)
+        cols = reflect_indices(c0 - PAD, c1 + PAD, width).to(cube.device)
+        x = cube.index_select(1, rows).index_select(2, cols)[None]
+        # the CWL's 1×1 conv on the haloed tile = the CWL on the padded image, cut to this window
+        f = spe.fpl(crop(spe.layer1(conv(x)), r1 - r0, c1 - c0))[0]
+        out[:, r0:r1, c0:c1] += f
+        if feedback is not None:
+            feedback.progress((i + 1) / len(work), f"spectral features, tile {i + 1}/{len(work)}")
+    return out

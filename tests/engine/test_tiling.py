@@ -1,0 +1,64 @@
+"""Tiled Spe-FEN = whole-image Spe-FEN; score_scene's in-place enhanced cubes = the textbook sums."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import WEIGHTS, mat_scene
+from fers.checkpoint import load_model
+from fers.metrics import roc_auc
+from fers.pipeline import score_scene
+from fers.preprocess import scale_cube
+from fers.tiling import reflect_indices, spe_tile_size, spefen_tiled
+
+
+@pytest.fixture(scope="module")
+def scene():
+    cube = np.ascontiguousarray(np.moveaxis(mat_scene("abu-airport-4")[0][:, :, :100], 2, 0).astype(np.float32))
+    valid = np.ones(cube.shape[1:], bool)
+    return scale_cube(cube, valid)[0], valid
+
+
+def test_reflect_indices_are_torch_reflect_padding():
+    x = torch.arange(7.0)[None, None, :]
+    padded = torch.nn.functional.pad(x, (4, 4), mode="reflect")[0, 0]
+    assert torch.equal(x[0, 0, reflect_indices(-4, 11, 7)], padded)
+
+
+@pytest.mark.parametrize("tile", [17, 40, 64])
+def test_tiled_spefen_equals_whole_image(scene, tile):
+    spe = load_model(os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands")).spe
+    cube, _ = scene
+    h = torch.from_numpy(cube)
+    with torch.inference_mode():
+        whole = spe(h[None])[0]
+        tiled = spefen_tiled(spe, h, tile)
+    # same arithmetic per pixel; only the convolution's blocking of sums may differ
+    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_tile_size_follows_the_memory_budget():
+    assert spe_tile_size(200, 64) < spe_tile_size(200, 256) < spe_tile_size(200, 1024)
+    side = spe_tile_size(200, 1024) + 8
+    assert side * side * 4 * (1472 + 400) <= 1024 << 20
+
+
+def test_spectral_scores_with_small_tiles_equal_one_tile(scene):
+    model = load_model(os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands"))
+    cube, valid = scene
+    before = cube.copy()
+    a, _ = score_scene(cube, valid, "spectral", model=model, tile=23)
+    b, _ = score_scene(cube, valid, "spectral", model=model, tile=4096)
+    assert np.array_equal(cube, before)  # the caller's cube is never modified
+    # features agree to float32 rounding; RX's ill-conditioned covariance (cond. ~1e9) amplifies that
+    np.testing.assert_allclose(a, b, rtol=5e-3)
+    gt = mat_scene("abu-airport-4")[1]
+    assert roc_auc(a, gt, valid) == pytest.approx(roc_auc(b, gt, valid), abs=1e-4)
+    # the textbook form: RX of H + F_spe built from the whole-image network
+    with torch.inference_mode():
+        f = model.spe(torch.from_numpy(cube)[None])[0].numpy()
+    x = (cube + f).reshape(cube.shape[0], -1).T.astype(np.float64)
+    z = x - x.mean(0)
+    ref = np.einsum("ij,jk,ik->i", z, np.linalg.pinv(np.cov(x, rowvar=False)), z).reshape(valid.shape)
+    np.testing.assert_allclose(b, ref, rtol=2e-3, atol=1e-3 * ref.max())
