@@ -68,7 +68,8 @@ def cmd_train_spectral(args, fb):
     res = train_spectral(_training_sources(args), args.output, bands=_bands_arg(args), trunk=args.trunk,
                          backbone_weights=args.backbone_weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
                          betas=tuple(args.betas), seed=args.seed, patch=args.patch, steps_per_epoch=args.steps,
-                         device=args.device, val_sources=args.val, resume=not args.restart, feedback=fb)
+                         device=args.device, val_sources=args.val, resume=not args.restart, feedback=fb,
+                         micro_batches=args.micro_batches)
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -82,7 +83,7 @@ def cmd_train_spatial(args, fb):
                         backbone_weights=args.backbone_weights, adapt_bn=not args.frozen_bn, epochs=args.epochs,
                         batch=args.batch, lr=args.lr, betas=tuple(args.betas), seed=args.seed, patch=args.patch,
                         steps_per_epoch=args.steps, device=args.device, val_sources=args.val,
-                        resume=not args.restart, feedback=fb)
+                        resume=not args.restart, feedback=fb, micro_batches=args.micro_batches)
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--val", nargs="*", help="held-out background scenes for validation (default: the last source)")
         t.add_argument("--device", default="auto")
         t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
+        t.add_argument("--micro-batches", type=int, default=1,
+                       help="split each batch into this many slices and accumulate gradients (less memory); under "
+                            "torchrun each process takes batch/N patches, so N processes = --micro-batches N")
         t.set_defaults(func=func)
         return t
 
@@ -270,7 +274,8 @@ def main(argv=None) -> int:
     from .feedback import ConsoleFeedback
 
     args = build_parser().parse_args(argv)
-    fb = ConsoleFeedback(quiet=args.quiet)
+    # under torchrun only rank 0 reports (every rank runs the same command)
+    fb = ConsoleFeedback(quiet=args.quiet or int(os.environ.get("RANK", "0")) > 0)
     try:
         args.func(args, fb)
         return 0

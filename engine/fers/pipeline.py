@@ -75,7 +75,8 @@ def _spe_into(model, h, buf, tile: Optional[int], feedback: Optional[Feedback] =
     """buf += F_spe(h), by tiles (seamless: ``fers.tiling``)."""
     from .tiling import spe_tile_size, spefen_tiled
 
-    return spefen_tiled(model.spe, h, tile or spe_tile_size(h.shape[0]), add_to=buf, feedback=feedback)
+    tile = tile or spe_tile_size(h.shape[0], device=str(h.device))
+    return spefen_tiled(model.spe, h, tile, add_to=buf, feedback=feedback)
 
 
 def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] = None, buf=None,

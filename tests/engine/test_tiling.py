@@ -39,9 +39,11 @@ def test_tiled_spefen_equals_whole_image(scene, tile):
 
 
 def test_tile_size_follows_the_memory_budget():
-    assert spe_tile_size(200, 64) < spe_tile_size(200, 256) < spe_tile_size(200, 1024)
-    side = spe_tile_size(200, 1024) + 8
-    assert side * side * 4 * (1472 + 400) <= 1024 << 20
+    gpu = [spe_tile_size(200, mb, "cuda") for mb in (16, 64, 1024)]
+    assert gpu[0] < gpu[1] < gpu[2]
+    side = gpu[2] + 8
+    assert side * side * 4 * (1472 + 400) <= 1024 << 20 < (side + 2) ** 2 * 4 * (1472 + 400)
+    assert spe_tile_size(200, 1024, "cpu") == 128 and spe_tile_size(200, 16, "cpu") == gpu[0] < 128
 
 
 def test_spectral_scores_with_small_tiles_equal_one_tile(scene):

@@ -46,17 +46,17 @@ class RxStats:
         self.s2 = torch.zeros(bands, bands, dtype=torch.float64, device=device)
 
     def update(self, x: torch.Tensor) -> None:
-        """x: (n, B) valid pixel vectors."""
-        if x.shape[0] == 0:
+        """x: (B, n) valid pixel vectors, bands first (as they lie in a (B, H, W) cube)."""
+        if x.shape[1] == 0:
             return
-        x = x.to(self.device, torch.float64)
+        d = x.to(self.device, torch.float64)  # a copy: shifted in place below
         if self.shift is None:
             # shifting by a rough mean avoids the catastrophic cancellation of E[xxᵀ] − μμᵀ
-            self.shift = x.mean(0)
-        d = x - self.shift
-        self.n += x.shape[0]
-        self.s1 += d.sum(0)
-        self.s2.addmm_(d.T, d)
+            self.shift = d.mean(1)
+        d -= self.shift[:, None]
+        self.n += d.shape[1]
+        self.s1 += d.sum(1)
+        self.s2.addmm_(d, d.T)
 
     def finalize(self, feedback: Optional[Feedback] = None) -> RxModel:
         if self.n < 2:
@@ -94,10 +94,11 @@ def rx_model_from_covariance(mean, cov, n, feedback=None) -> RxModel:
 
 
 def rx_scores_from_model(model: RxModel, x: torch.Tensor) -> torch.Tensor:
-    """(n, B) pixel vectors → (n,) Mahalanobis distances (float64)."""
-    d = x.to(model.mean.device, torch.float64) - model.mean
-    y = d @ model.whitening
-    return (y * y).sum(1)
+    """(B, n) pixel vectors, bands first → (n,) Mahalanobis distances (float64)."""
+    d = x.to(model.mean.device, torch.float64)
+    d -= model.mean[:, None]
+    y = model.whitening.T @ d
+    return (y * y).sum(0)
 
 
 def _row_blocks(height: int, width: int, bands: int, budget_bytes: int) -> Iterable[slice]:
@@ -123,20 +124,29 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
     vmask = torch.from_numpy(valid)
     blocks = list(_row_blocks(height, width, bands, block_bytes))
     stats = RxStats(bands, dev)
+
+    def pixels(rs):
+        """(B, n) valid pixels of a row block (a view when every pixel is valid), and their mask."""
+        x = t[:, rs].reshape(bands, -1)
+        m = vmask[rs].reshape(-1)
+        return (x, None) if bool(m.all()) else (x[:, m], m)
+
     with torch.inference_mode():
         for i, rs in enumerate(blocks):
             feedback.check()
-            x = t[:, rs].reshape(bands, -1).T
-            stats.update(x[vmask[rs].reshape(-1)])
+            stats.update(pixels(rs)[0])
             feedback.progress(0.5 * (i + 1) / len(blocks), "RX statistics")
         model = stats.finalize(feedback)
         out = np.full((height, width), np.nan, dtype=np.float32)
         for i, rs in enumerate(blocks):
             feedback.check()
-            m = vmask[rs].reshape(-1)
-            x = t[:, rs].reshape(bands, -1).T[m]
-            block = out[rs].reshape(-1)
-            block[m.numpy()] = rx_scores_from_model(model, x).cpu().numpy().astype(np.float32)
-            out[rs] = block.reshape(-1, width)
+            x, m = pixels(rs)
+            scores = rx_scores_from_model(model, x).cpu().numpy().astype(np.float32)
+            if m is None:
+                out[rs] = scores.reshape(-1, width)
+            else:
+                block = out[rs].reshape(-1)
+                block[m.numpy()] = scores
+                out[rs] = block.reshape(-1, width)
             feedback.progress(0.5 + 0.5 * (i + 1) / len(blocks), "RX scores")
     return out, model

@@ -7,6 +7,13 @@ stage 2 behave identically (progress with ETA, cancel, resume, log format).
 Model selection uses the validation loss on held-out background patches only:
 never test ground truth (the reference scripts keep the epoch with the best test
 AUC; SPEC §4 forbids it).
+
+Scale-out is PyTorch's own: under ``torchrun`` (WORLD_SIZE > 1) the trainable module
+runs in DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every rank draws the
+same full batch from the identically seeded sampler and trains on its share, so N
+ranks compute what one process computes with ``micro_batches=N`` (gradient
+accumulation over N slices of the batch, BatchNorm statistics per slice): that is
+the equivalence the tests check. Rank 0 alone validates, logs and writes files.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: as many patch pixels as the training scenes have pixels
     device: str = "cpu"
     threads: int = 0  # 0: torch's default
+    micro_batches: int = 1  # gradient accumulation: the batch in this many slices (memory; DDP equivalence)
     extra: dict = field(default_factory=dict)
 
 
@@ -59,6 +67,58 @@ class TrainTask:
             raise ModelError(f"resume state does not match the network ({', '.join(stray[:5])} ...)")
 
 
+class Distributed:
+    """torchrun's environment: rank and world size, the process group, the rank's device."""
+
+    def __init__(self, device: str):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device
+        self.owns_group = False
+        if self.world > 1:
+            if device.startswith("cuda"):
+                self.device = f"cuda:{self.local_rank}"
+                torch.cuda.set_device(self.local_rank)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.startswith("cuda") else "gloo")
+                self.owns_group = True
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.active:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if self.device.startswith("cuda") else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def mean(self, value: float) -> float:
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        self.dist.all_reduce(t)
+        return float(t[0]) / self.world
+
+    def barrier(self) -> None:
+        if self.active:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            self.dist.destroy_process_group()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -75,7 +135,11 @@ class Trainer:
                  feedback: Optional[Feedback] = None, hyper: Optional[dict] = None):
         self.task, self.sampler, self.cfg, self.output = task, sampler, config, os.path.abspath(output)
         self.feedback = feedback or Feedback()
-        self.device = torch.device(config.device)
+        self.ddp = Distributed(config.device)
+        self.device = torch.device(self.ddp.device)
+        if config.micro_batches < 1 or config.batch % (config.micro_batches * self.ddp.world):
+            raise ModelError(f"batch {config.batch} cannot be split into {config.micro_batches * self.ddp.world} "
+                             "equal slices (micro-batches × processes)")
         self.val = torch.from_numpy(val)
         self.resume_path = self.output + ".resume.pt"
         self.log_path = self.output + ".log.jsonl"
@@ -89,10 +153,14 @@ class Trainer:
 
     # -- persistence -------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
+        if not self.ddp.main:
+            return
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def _save_resume(self, epoch: int, history: dict, best_state) -> None:
+        if not self.ddp.main:
+            return
         state = {"epoch": epoch, "module": self.task.state(), "opt": self.opt.state_dict(),
                  "torch_rng": torch.get_rng_state(), "sampler_rng": json.dumps(self.sampler.get_state()),
                  "history": json.dumps(history), "best": best_state, "hyper": json.dumps(self.hyper, default=str)}
@@ -124,11 +192,45 @@ class Trainer:
             total += float(loss) * len(self.val[i:i + self.cfg.batch])
         return total / len(self.val)
 
+    def _step(self, model, x: torch.Tensor) -> tuple:
+        """One optimiser step on a batch: this rank's share of it, in micro-batches; the loss of the whole batch."""
+        if self.ddp.active:
+            x = x.chunk(self.ddp.world)[self.ddp.rank]
+        slices = x.chunk(self.cfg.micro_batches)
+        self.opt.zero_grad(set_to_none=True)
+        total, parts_sum = 0.0, {}
+        for i, xs in enumerate(slices):
+            loss, parts = self.task.loss(model, xs)
+            if not torch.isfinite(loss):
+                return loss, parts
+            sync = i == len(slices) - 1 or not self.ddp.active
+            if sync:
+                (loss / len(slices)).backward()
+            else:
+                with model.no_sync():  # all-reduce once, after the last slice
+                    (loss / len(slices)).backward()
+            total += float(loss.detach()) / len(slices)
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v / len(slices)
+        self.opt.step()
+        parts = {k: self.ddp.mean(v) for k, v in parts_sum.items()}
+        return torch.tensor(self.ddp.mean(total)), parts
+
     def fit(self, resume: bool = True) -> dict:
+        try:
+            return self._fit(resume)
+        finally:
+            self.ddp.close()
+
+    def _fit(self, resume: bool) -> dict:
         fb = self.feedback
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.task.module.to(self.device)
+        model = self.ddp.wrap(self.task.module)
+        if self.ddp.active and self.ddp.main:
+            fb.info(f"distributed training: {self.ddp.world} processes ({self.ddp.dist.get_backend()}), "
+                    f"{self.cfg.batch // self.ddp.world} patches each per step")
         start_epoch, history, best = 0, {"epochs": [], "best_epoch": None, "best_val": None}, None
         if resume and os.path.exists(self.resume_path):
             start_epoch, history, best = self._load_resume()
@@ -136,7 +238,7 @@ class Trainer:
             self._log({"event": "resume", "epoch": start_epoch})
         else:
             seed_everything(self.cfg.seed)
-            if os.path.exists(self.log_path):
+            if self.ddp.main and os.path.exists(self.log_path):
                 os.remove(self.log_path)
             history["initial_val"] = self.validate()
             self._log({"event": "start", "hyper": self.hyper, "initial_val": history["initial_val"]})
@@ -155,12 +257,9 @@ class Trainer:
                              if os.path.exists(self.resume_path) else "no epoch was complete, so it restarts")
                     raise Cancelled(f"training cancelled: {where}; no model was written")
                 x = torch.from_numpy(self.sampler.batch(self.cfg.batch)).to(self.device)
-                loss, parts = self.task.loss(self.task.module, x)
+                loss, parts = self._step(model, x)
                 if not torch.isfinite(loss):
                     raise ModelError(f"training diverged (loss {float(loss.detach())}) at epoch {epoch + 1}; lower the learning rate")
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
                 for k, v in dict(parts, total=float(loss.detach())).items():
                     sums[k] = sums.get(k, 0.0) + v
                 done = epoch * self.steps + step + 1
@@ -180,8 +279,10 @@ class Trainer:
             self._save_resume(epoch + 1, history, best)
         if best is not None:
             self.task.load(best)  # the epoch with the lowest validation loss
-        self.task.save(self.output, history)
-        self._log({"event": "done", "best_epoch": history["best_epoch"], "best_val": history["best_val"],
-                   "output": self.output})
-        os.remove(self.resume_path)
+        if self.ddp.main:
+            self.task.save(self.output, history)
+            self._log({"event": "done", "best_epoch": history["best_epoch"], "best_val": history["best_val"],
+                       "output": self.output})
+            os.remove(self.resume_path)
+        self.ddp.barrier()
         return history

@@ -24,7 +24,8 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
                    trunk: str = "wide_resnet50_2", backbone_weights: str = "imagenet", epochs: int = 60,
                    batch: int = 16, lr: float = 0.005, betas=(0.5, 0.999), seed: int = 10, patch: int = 64,
                    steps_per_epoch: int = 0, device: str = "auto", val_sources: Optional[Sequence[str]] = None,
-                   val_patches: int = 16, resume: bool = True, feedback: Optional[Feedback] = None) -> dict:
+                   val_patches: int = 16, resume: bool = True, feedback: Optional[Feedback] = None,
+                   micro_batches: int = 1) -> dict:
     """Train FERDNet; write a 'stage1' checkpoint (whole net + its Spe-FEN) to ``output``.
 
     ``bands`` is N (the first N bands, as the paper) or an explicit 0-based list; it
@@ -67,7 +68,7 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
         save_checkpoint(path, "stage1", meta, spe_fen=spe.state_dict(), ferd=task.state())
 
     config = TrainConfig(epochs=epochs, batch=batch, lr=lr, betas=tuple(betas), seed=seed, patch=patch,
-                         steps_per_epoch=steps_per_epoch, device=dev)
+                         steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
     hyper = {"stage": 1, "bands": n_bands, "trunk": trunk, "backbone_weights": weights_source,
              "loss_weights": {"sim": 1.0, "mse": 0.1, "z": 0.1}}
     task = TrainTask(net, loss, save, "stage 1 (FERD)", frozen=("encoder.",))

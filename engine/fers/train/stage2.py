@@ -28,6 +28,11 @@ class SpatialTrainingNet(nn.Module):
         super().__init__()
         self.spa, self.frn = spa, frn
 
+    def forward(self, x: torch.Tensor, f_spe: torch.Tensor) -> tuple:
+        """(F_spa, Ĥ = FRN(F_spe + F_spa)): one forward, so that DistributedDataParallel sees it."""
+        f_spa = self.spa(x)
+        return f_spa, self.frn(f_spe + f_spa)
+
 
 def _freeze_teacher(spe: nn.Module) -> nn.Module:
     for p in spe.parameters():
@@ -58,7 +63,8 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
                   backbone_weights: str = "imagenet", adapt_bn: bool = True, epochs: int = 60, batch: int = 16,
                   lr: float = 0.005, betas=(0.5, 0.999), seed: int = 10, patch: int = 64, steps_per_epoch: int = 0,
                   device: str = "auto", val_sources: Optional[Sequence[str]] = None, val_patches: int = 16,
-                  resume: bool = True, feedback: Optional[Feedback] = None) -> dict:
+                  resume: bool = True, feedback: Optional[Feedback] = None,
+                  micro_batches: int = 1) -> dict:
     """Train Spa-FEN and FRN; write a 'fers' checkpoint (teacher's Spe-FEN + the new Spa-FEN) to ``output``.
 
     ``teacher`` is any model ``fers.checkpoint.load_model`` reads (our stage1 /
@@ -108,8 +114,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
         # the teacher gets no gradient and none flows through it to the student: F_spe depends on H only
         with torch.no_grad():
             f_spe = spe(x)
-        f_spa = module.spa(x)
-        recon = module.frn(f_spe + f_spa)
+        f_spa, recon = module(x, f_spe)
         return fers_loss(f_spe, f_spa, x, recon)
 
     def save(path, history):
@@ -136,7 +141,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
         save_checkpoint(path, "fers", meta, spe_fen=spe.state_dict(), spa_fen=spa.state_dict())
 
     config = TrainConfig(epochs=epochs, batch=batch, lr=lr, betas=tuple(betas), seed=seed, patch=patch,
-                         steps_per_epoch=steps_per_epoch, device=dev)
+                         steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
     hyper = {"stage": 2, "bands": n_bands, "teacher": teacher_source, "spa_backbone_weights": weights_source,
              "adapt_bn": bool(adapt_bn),
              "loss_weights": {"cc": 1.0, "cos": W_COS, "var": W_VAR, "mse": LAMBDA_RECON,
