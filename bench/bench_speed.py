@@ -76,11 +76,37 @@ def run_child(tif, strategy, model):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def tiling_check(model_name="fers-aviris-100", bands=100):
+    """Tiled (32-px tiles) against whole-image (one tile) fusion-B maps on the paper set."""
+    from bench_accuracy import GROUPS, scene_data
+
+    from fers.checkpoint import load_model
+    from fers.metrics import roc_auc
+    from fers.pipeline import score_scene
+    from fers.preprocess import scale_cube
+
+    model = load_model(model_name)
+    print(f"\ntiled (32 px) vs whole-image maps, fusion B, {model_name}, first {bands} bands:")
+    print("| scene | max abs score difference | max score | AUC tiled | AUC whole |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in GROUPS["paper set"]:
+        src, gt, gt_valid = scene_data(name)
+        cube, valid = src.read(range(bands))
+        valid &= gt_valid
+        cube, _ = scale_cube(cube, valid)
+        tiled, _ = score_scene(cube, valid, "additive", model=model, tile=32)
+        whole, _ = score_scene(cube, valid, "additive", model=model, tile=4096)
+        diff = float(np.nanmax(np.abs(tiled - whole)))
+        print(f"| {name} | {diff:.3g} | {float(np.nanmax(whole)):.4g} | {roc_auc(tiled, gt, valid):.4f} | "
+              f"{roc_auc(whole, gt, valid):.4f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", type=int, default=[256, 512, 1024, 2048])
     ap.add_argument("--model", default="fers-aviris-200")
     ap.add_argument("--keep")
+    ap.add_argument("--no-tiling-check", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(REPO, "engine"))
     from fers.checkpoint import load_model
@@ -89,7 +115,7 @@ def main():
     peak = matmul_gflops()
     print(f"plain float32 matmul (2048²): {peak:.1f} GFLOP/s on {torch.get_num_threads()} threads; "
           f"Spe-FEN: {macs / 1e3:.0f} k multiply-adds per pixel")
-    print("| size | input MB | pipeline (fusion B) s | with start-up s | model s | detector s | Spe-FEN GFLOP/s | "
+    print("| size | input MB | pipeline (fusion B) s | with start-up s | model s | detector s | Spe-FEN FLOP / model s (GFLOP/s) | "
           "of matmul | peak RSS MB | RSS / input | RX alone s | RX peak RSS MB |")
     print("| --- |" * 1 + " --- |" * 11)
     folder = args.keep or tempfile.mkdtemp(prefix="fers-speed-")
@@ -109,6 +135,8 @@ def main():
             os.remove(tif)
     if not args.keep:
         os.rmdir(folder)
+    if not args.no_tiling_check:
+        tiling_check()
 
 
 if __name__ == "__main__":

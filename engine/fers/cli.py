@@ -27,7 +27,8 @@ def cmd_detect(args, fb):
 
         check_paths(args.mask, args.objects, [args.input, args.output])  # before any computation
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
-                 model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match)
+                 model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
+                 tile_size=args.tile_size, memory_mb=args.memory_mb)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {res.seconds:.2f} s on {res.device})")
     extra = {}
     if products:
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
                         "sensor differs), or by position (index)")
+    d.add_argument("--tile-size", type=int, default=0, metavar="PX",
+                   help="side of the spectral-branch tiles (0 = from --memory-mb; the map does not depend on it)")
+    d.add_argument("--memory-mb", type=float, default=0, metavar="MB",
+                   help="working memory for one network tile (default 1024; the cube and one enhanced copy come on "
+                        "top: about 2× the selected bands' size)")
     d.add_argument("--mask", help="also write a binary anomaly mask (Byte GeoTIFF: 1 anomaly, 0 not, 255 nodata)")
     d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
                                      "8-connected group of anomalous pixels, with area, peak and mean score")

@@ -205,13 +205,24 @@ def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
 
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
-           feedback: Optional[Feedback] = None, band_match: str = "auto") -> DetectResult:
+           feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
+           memory_mb: float = 0) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
+
+    ``tile_size``: side of the spectral-branch tiles in pixels (0 = chosen from ``memory_mb``, the working
+    memory allowed for one tile, default 1024 MB, and on a CPU at most 128 px, its fastest); the map does
+    not depend on it.
 
     With ``output`` None nothing is written (the map is returned).
     """
+    from .tiling import DEFAULT_MEMORY_MB, MIN_TILE, spe_tile_size
+
     feedback = feedback or Feedback()
     t0 = time.perf_counter()
+    if tile_size and tile_size < MIN_TILE:
+        raise InputError(f"TILE_SIZE must be 0 (automatic) or at least {MIN_TILE} px, got {tile_size}")
+    if memory_mb and memory_mb < 16:
+        raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
     if output is not None:
         output = check_output_path(output, [input])
     dev = resolve_device(device)
@@ -231,7 +242,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     if n_invalid:
         feedback.info(f"{n_invalid} nodata/NaN/Inf pixel(s) excluded from every statistic and left as nodata")
     cube, minmax = scale_cube(cube, valid)
-    scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95))
+    tile = int(tile_size) or spe_tile_size(cube.shape[0], memory_mb or DEFAULT_MEMORY_MB, dev)
+    scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95), tile=tile)
+    if mdl is not None:
+        info["tile_size"] = tile
     strategy = info["strategy"]
     info.update(scale_min=minmax[0], scale_max=minmax[1], band_match=plan.mode)
     if output is not None:

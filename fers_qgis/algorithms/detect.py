@@ -90,6 +90,10 @@ class DetectAlgorithm(FersAlgorithm):
                       "(nearest centre; linear resampling when no raster band is close enough), else by "
                       "position; nearest; resample; index = by position only.",
         "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140; overrides BANDS and wavelength matching.",
+        "TILE_SIZE": "The spectral branch runs on square tiles with a 4-pixel halo, so the map is the same for any "
+                     "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
+        "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
+                     "enhanced copy of them are held besides (about twice their size in float32).",
         "OUTPUT": "Float32 GeoTIFF of anomaly scores (≥ 0, higher = more anomalous) on the input's grid and CRS.",
         "MASK": "Optional Byte GeoTIFF: 1 = anomalous (score above the threshold), 0 = not, 255 = nodata.",
         "OBJECTS": "Optional polygons (GeoPackage, GeoJSON or FlatGeobuf), one per 8-connected group of anomalous "
@@ -135,6 +139,11 @@ class DetectAlgorithm(FersAlgorithm):
                                                  None, False, True)
         band_list.setFlags(band_list.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(band_list)
+        for name, label, default in (("TILE_SIZE", "Tile size of the spectral branch (px, 0 = automatic)", 0),
+                                     ("MEMORY_MB", "Working memory for one tile (MB)", 1024)):
+            p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, False, 0)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD_PERCENTILE", "Anomaly threshold: score percentile (mask and objects)",
             QgsProcessingParameterNumber.Double, 99.5, True, 0.0, 99.9999))
@@ -182,7 +191,8 @@ class DetectAlgorithm(FersAlgorithm):
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
                      model=model, device=self.parameterAsEnumString(parameters, "DEVICE", context),
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
-                     feedback=feedback)
+                     tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
+                     memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback)
         i = res.info
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read; model "
                       f"{i.get('model_seconds', 0.0):.2f} s, detector {i.get('detector_seconds', 0.0):.2f} s)")

@@ -64,3 +64,22 @@ def test_spectral_scores_with_small_tiles_equal_one_tile(scene):
     z = x - x.mean(0)
     ref = np.einsum("ij,jk,ik->i", z, np.linalg.pinv(np.cov(x, rowvar=False)), z).reshape(valid.shape)
     np.testing.assert_allclose(b, ref, rtol=2e-3, atol=1e-3 * ref.max())
+
+
+def test_tile_size_through_the_cli_and_its_errors(tmp_path):
+    from conftest import fers, read_geotiff, write_geotiff
+
+    tif = write_geotiff(tmp_path / "a4.tif", mat_scene("abu-airport-4")[0])
+    maps = []
+    for tile in (32, 4096):
+        out = tmp_path / f"t{tile}.tif"
+        r = fers("detect", tif, out, "--strategy", "additive", "--bands", 100, "--tile-size", tile, "--device", "cpu")
+        assert r.returncode == 0, r.stderr
+        maps.append(read_geotiff(out)[0][0])
+    np.testing.assert_allclose(maps[0], maps[1], rtol=5e-3)
+    gt = mat_scene("abu-airport-4")[1]
+    assert roc_auc(maps[0], gt) == pytest.approx(roc_auc(maps[1], gt), abs=1e-4)
+    r = fers("detect", tif, tmp_path / "x.tif", "--strategy", "spectral", "--bands", 100, "--tile-size", 5)
+    assert r.returncode == 2 and "TILE_SIZE must be 0 (automatic) or at least 32 px, got 5" in r.stderr
+    r = fers("detect", tif, tmp_path / "x.tif", "--memory-mb", 1)
+    assert r.returncode == 2 and "memory budget must be at least 16 MB" in r.stderr
