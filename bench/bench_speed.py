@@ -6,7 +6,9 @@ GeoTIFF in → GeoTIFF out: `fers.pipeline.detect`'s own wall time, which includ
 model, reading, scaling, both branches, RX and writing; and the same with Python's start-up and
 imports) and RX alone, each in a fresh process so that its peak RSS is its own. Also printed: the input size, the model's share of the time, and the achieved GFLOP/s
 of the Spe-FEN (its convolutions counted exactly) against a plain float32 matmul measured in
-the same run. ``--sizes 512`` for one size; ``--keep DIR`` keeps the rasters.
+the same run; then tiled against whole-image maps on the paper set, and seconds per 64×64×200
+scene scored 100 a batch (``fers.batched``) on the CPU and, when there is one, the GPU.
+``--sizes 512`` for one size; ``--keep DIR`` keeps the rasters.
 """
 import argparse
 import json
@@ -101,6 +103,26 @@ def tiling_check(model_name="fers-aviris-100", bands=100):
               f"{roc_auc(whole, gt, valid):.4f} |", flush=True)
 
 
+def batched_scenes(model_name="fers-aviris-200"):
+    """Seconds per 64×64×200 scene, 100 scenes a batch (HAD100's test size), per strategy and device."""
+    from fers.batched import seconds_per_scene
+    from fers.checkpoint import load_model
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"\nbatched 64×64×200 scenes (100 a batch, {model_name}): seconds per scene"
+          + ("" if len(devices) > 1 else " (no CUDA GPU here: CPU only)"))
+    print("| device | " + " | ".join(STRATEGIES) + " |")
+    print("| --- |" + " --- |" * len(STRATEGIES))
+    for dev in devices:
+        model = load_model(model_name).to(dev)
+        name = torch.cuda.get_device_name(0) if dev == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        row = [f"{seconds_per_scene(model, s, dev):.4f}" for s in STRATEGIES]
+        print(f"| {name} | " + " | ".join(row) + " |", flush=True)
+
+
+STRATEGIES = ("none", "spectral", "spatial", "additive", "multiplicative")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", type=int, default=[256, 512, 1024, 2048])
@@ -137,6 +159,7 @@ def main():
         os.rmdir(folder)
     if not args.no_tiling_check:
         tiling_check()
+    batched_scenes()
 
 
 if __name__ == "__main__":

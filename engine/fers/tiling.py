@@ -23,7 +23,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import torch
 
-from .spectral.model import PAD, crop
+from .spectral.model import PAD, _check_cube, crop
 
 # float32 values alive per pixel inside one Spe-FEN tile, besides its C input bands: the CWL output (64),
 # a layer1 bottleneck's 128-wide intermediates and its 256-wide output and shortcut, the FPL's hidden and
@@ -104,6 +104,7 @@ def spefen_tiled(spe, cube: torch.Tensor, tile: int, add_to: Optional[torch.Tens
                  feedback=None) -> torch.Tensor:
     """F_spe of a (C, H, W) cube, tile by tile. With ``add_to`` (C, H, W) the features are added into it
     (the enhanced cube H + F_spe built in place) and it is returned; else a new tensor is."""
+    _check_cube(cube[None], spe.bands, "Spe-FEN")  # band count, and at least PAD + 1 pixels a side to reflect
     bands, height, width = cube.shape
     out = add_to if add_to is not None else torch.zeros_like(cube)
     work = list(tiles(height, width, tile))

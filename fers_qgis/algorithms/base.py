@@ -212,12 +212,11 @@ class FersAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("out of memory: use fewer bands, a smaller extent or a smaller tile size")
         except QgsProcessingException:
             raise
-        except Exception as e:  # a bug of ours: one clear line; the traceback goes to the log for a report
-            import traceback
-
-            feedback.pushDebugInfo(traceback.format_exc())
+        except Exception as e:  # a bug of ours: one clear line; FERS_DEBUG=1 lets the traceback through
+            if os.environ.get("FERS_DEBUG"):
+                raise
             raise QgsProcessingException(f"internal error in FERS ({type(e).__name__}: {e}); no output was written. "
-                                         "Please report it with the log of this run")
+                                         "Please report it with the log of this run (FERS_DEBUG=1 adds the traceback)")
 
     def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

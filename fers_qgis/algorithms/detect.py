@@ -141,7 +141,8 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(band_list)
         for name, label, default in (("TILE_SIZE", "Tile size of the spectral branch (px, 0 = automatic)", 0),
                                      ("MEMORY_MB", "Working memory for one tile (MB)", 1024)):
-            p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, False, 0)
+            # optional, so that saved models (.model3) that predate them stay valid
+            p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, 0)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterNumber(
