@@ -127,6 +127,34 @@ def parse_names(values, allowed: Sequence[str], what: str) -> List[str]:
     return out
 
 
+def parse_strategy_specs(values) -> List[str]:
+    """Strategies, each optionally bound to a model: 'none,spectral@aviris_ng-100bands,additive@fers.pt'.
+
+    A bare strategy uses the model given for its band count (--model); ``NAME@MODEL`` uses MODEL (a
+    path, an authors' folder or a bundled name), so one run can compare models at the same band count.
+    """
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values or []:
+        for part in re.split(r"[,\s;]+", str(v).strip()):
+            if not part:
+                continue
+            name, at, model = part.partition("@")
+            name = name.lower()
+            if name not in STRATEGIES:
+                raise InputError(f"unknown strategy '{name}' (choose from: {', '.join(STRATEGIES)}; "
+                                 "optionally @MODEL)")
+            if at and not model:
+                raise InputError(f"'{part}': give a model after @")
+            spec = f"{name}@{model}" if at else name
+            if spec not in out:
+                out.append(spec)
+    if not out:
+        raise InputError(f"no strategy given (choose from: {', '.join(STRATEGIES)})")
+    return out
+
+
 # ---------------------------------------------------------------- collecting scenes
 
 def truth_beside(path: str) -> Optional[str]:
@@ -333,7 +361,7 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     feedback = feedback or Feedback()
     t_start = time.perf_counter()
     bands = parse_band_counts(bands)
-    strategies = parse_names(strategies, STRATEGIES, "strategy")
+    strategies = parse_strategy_specs(strategies)
     detectors = parse_names(detectors, DETECTORS, "detector")
     out_dir = os.path.abspath(os.fspath(out_dir))
     _prepare_folder(out_dir)
@@ -354,6 +382,14 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
         if n not in bands and 0 not in bands:
             feedback.warn(f"model {m.describe()} fits none of the band counts asked for ({', '.join(map(str, bands))})")
     models_info = [{"path": m.source, "bands": n, "model": m.describe()} for n, m in sorted(by_bands.items())]
+    from .pipeline import resolve_model
+
+    bound = {}  # strategy spec NAME@MODEL → its model
+    for st in strategies:
+        if "@" in st:
+            bound[st] = resolve_model(st.split("@", 1)[1], dev, feedback)
+            models_info.append({"path": bound[st].source, "bands": bound[st].bands, "model": bound[st].describe(),
+                                "strategy": st})
     warmed = set()
 
     total = max(1, len(scene_list) * len(bands) * len(strategies) * len(detectors))
@@ -408,11 +444,12 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                          for st in strategies for det in detectors]
                 done += units
                 continue
-            model = by_bands.get(count)
             maps = []
             for st in strategies:
-                resolved = resolve_strategy(st, count)
+                name = st.split("@", 1)[0]
+                resolved = resolve_strategy(name, count)
                 needs_model = resolved in NEEDS_SPE or resolved in NEEDS_SPA
+                model = bound.get(st, by_bands.get(count))
                 for det in detectors:
                     row = _row(base, n, count, st, det, resolved=resolved, valid_pixels=int(aval.sum()),
                                anomalies=anomalies)
@@ -421,6 +458,8 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                     done += 1
                     if needs_model and model is None:
                         row.update(status="skipped", reason=f"no model for {count} bands (--model / MODEL)")
+                    elif needs_model and model.bands != count:
+                        row.update(status="skipped", reason=f"{model.describe()} is for {model.bands} bands")
                     elif needs_model and resolved in NEEDS_SPA and model.spa is None:
                         row.update(status="skipped", reason=f"{model.describe()} holds only the spectral branch "
                                                             f"(strategy {resolved} needs Spa-FEN)")
@@ -434,7 +473,7 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                         warmed.add(key)
                     try:
                         t0 = time.perf_counter()
-                        scores, info = score_scene(cube, valid, st, det, mdl, dev, run_fb)
+                        scores, info = score_scene(cube, valid, name, det, mdl, dev, run_fb)
                         seconds = time.perf_counter() - t0
                         auc = roc_auc(scores, gt, aval)
                     except Cancelled:
@@ -525,7 +564,8 @@ def _summary(rows, bands, strategies, detectors) -> List[dict]:
                 skipped = sum(1 for r in rows if r["bands_requested"] == n and r["strategy"] == st
                               and r["detector"] == det and r["status"] != "ok")
                 mean = lambda k: float(np.mean([r[k] for r in ok])) if ok else None  # noqa: E731
-                resolved = sorted({r["resolved_strategy"] for r in ok}) or ([resolve_strategy(st, n)] if n else [])
+                resolved = sorted({r["resolved_strategy"] for r in ok}) or (
+                    [resolve_strategy(st.split("@", 1)[0], n)] if n else [])
                 out.append({"bands_requested": n, "strategy": st, "resolved_strategy": "/".join(resolved),
                             "detector": det, "scenes": len(ok),
                             "not_run": skipped, "mean_auc": mean("auc"), "mean_seconds": mean("seconds"),

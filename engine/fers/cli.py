@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("scenes", nargs="*", help=".mat files, rasters with SCENE_gt.tif beside them, SCENE=TRUTH pairs "
                     "(e.g. RCRD__dataPavia.mat=RCRD__maskPavia.mat), folders of them, or a HAD100 root")
     bm.add_argument("--bands", nargs="+", default=["100"], help="band counts (the first N bands), e.g. 50 100 200")
-    bm.add_argument("--strategies", default="none", help=f"comma-separated, from {','.join(STRATEGIES)}")
+    bm.add_argument("--strategies", default="none", help=f"comma-separated, from {','.join(STRATEGIES)}; NAME@MODEL binds a strategy to a model "
+                                         "(path or bundled name), so several models of one band count compare in one run")
     bm.add_argument("--detectors", "--detector", default="rx", help=f"comma-separated, from {','.join(DETECTORS)}")
     bm.add_argument("--model", action="append", default=[],
                     help="checkpoint or authors' folder; repeat for one model per band count")

@@ -173,11 +173,13 @@ def test_cli_benchmark_reproduces_readme_table(tmp_path):
              "abu-urban-5", "RCRD__dataPavia"]
     out = tmp_path / "bench"
     r = fers("-q", "benchmark", *[os.path.join(RAW, n + ".mat") for n in names], "--bands", "100", "200",
-             "--strategies", "none,spectral", "--model", os.path.join(WEIGHTS, "fers-reference", "aviris-200bands"),
+             "--strategies", "none,spectral,multiplicative@fers-aviris-100,additive@fers-aviris-100,"
+             "additive@fers-aviris-200", "--model", os.path.join(WEIGHTS, "fers-reference", "aviris-200bands"),
              "--model", os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands"), "--device", "cpu",
              "--out", out)
     assert r.returncode == 0, r.stderr
-    assert "| scene | bands | none | spectral |" in r.stdout and f"results: {out}" in r.stdout
+    assert "| scene | bands | none | spectral | multiplicative@fers-aviris-100 |" in r.stdout
+    assert f"results: {out}" in r.stdout
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     for col in ("scene", "strategy", "detector", "bands", "auc", "seconds", "model_seconds", "detector_seconds", "model"):
@@ -189,6 +191,15 @@ def test_cli_benchmark_reproduces_readme_table(tmp_path):
         row = by[(name, bands, "spectral")]
         assert row["model"] == CHECKPOINT[bands] and int(row["bands"]) == bands
         assert abs(float(row["auc"]) - published) <= 5e-4, (name, bands, row["auc"])
+    # the bundled models in the same command, each at its own band count, beside the authors' checkpoints
+    for spec, bands in (("multiplicative@fers-aviris-100", 100), ("additive@fers-aviris-100", 100),
+                        ("additive@fers-aviris-200", 200)):
+        for name in ("abu-airport-1", "abu-airport-2", "abu-airport-3"):
+            row = by[(name, bands, spec)]
+            assert row["status"] == "ok" and row["model"] == spec.split("@")[1] + ".pt"
+            assert float(row["auc"]) > float(by[(name, bands, "none")]["auc"]) + 0.01  # well above RX there
+        other = 300 - bands
+        assert by[("abu-airport-1", other, spec)]["reason"].endswith(f"is for {bands} bands")
     pavia = by[("RCRD__dataPavia", 100, "spectral")]
     assert pavia["status"] == "ok" and pavia["truth"].endswith("RCRD__maskPavia.mat")
     assert by[("abu-urban-3", 200, "none")]["reason"] == "the scene has only 191 bands"
