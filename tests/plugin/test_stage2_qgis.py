@@ -54,3 +54,31 @@ def test_train_spatial_then_enhance_and_fuse(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         s, wkt, _, _ = read_geotiff(out)
         assert s.shape == (1, 100, 100) and np.isfinite(s).all() and "UTM zone 11N" in wkt
+
+
+STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
+
+
+def test_all_six_strategies_on_the_paper_set_through_qgis_process(paper_set_tifs, tmp_path):
+    """The bundled stage-2 model (trained on the background split only) through fers:detect, every strategy,
+    every paper-set scene: a georeferenced map each, with the AUC the CLI gives for the same run."""
+    import json
+
+    from conftest import fers
+
+    for name, (tif, gt) in paper_set_tifs.items():
+        for strategy in STRATEGIES:
+            out = tmp_path / f"{name}_{strategy}.tif"
+            r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", "BANDS=100", f"STRATEGY={strategy}",
+                             "DEVICE=cpu", f"OUTPUT={out}")
+            assert r.returncode == 0, (name, strategy, r.stdout + r.stderr)
+            if strategy != "none":
+                assert "using the bundled model fers-aviris-100" in r.stdout + r.stderr
+            s, wkt, geo, nodata = read_geotiff(out)
+            assert "UTM zone 11N" in wkt and geo[1] == 7.1 and np.isfinite(s).all() and (s[s != nodata] >= 0).all()
+        # the CLI on the same input and strategy gives the same AUC
+        cli = tmp_path / f"{name}_cli.tif"
+        assert fers("-q", "detect", tif, cli, "--bands", 100, "--strategy", "auto", "--device", "cpu").returncode == 0
+        a = json.loads(fers("-q", "evaluate", out, gt, "--json").stdout)["auc"]
+        b = json.loads(fers("-q", "evaluate", cli, gt, "--json").stdout)["auc"]
+        assert abs(a - b) <= 1e-4, (name, a, b)
