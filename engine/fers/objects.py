@@ -150,17 +150,9 @@ def check_objects_path(path: str, inputs: Sequence[str] = ()) -> str:
     if ext not in VECTOR_DRIVERS:
         raise OutputError(f"anomaly objects are written as GeoPackage (.gpkg), GeoJSON (.geojson) or "
                           f"FlatGeobuf (.fgb), not '{ext or 'no extension'}': {path}")
-    for src in inputs:
-        if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
-            raise OutputError(f"output path is the input itself ({path}); choose another file name")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise OutputError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output folder is not writable: {folder}")
-    if os.path.isdir(path):
-        raise OutputError(f"output path is a folder: {path}")
-    return path
+    from .io.raster import check_writable
+
+    return check_writable(path, inputs)
 
 
 def check_paths(mask: Optional[str] = None, objects: Optional[str] = None, inputs: Sequence[str] = ()) -> tuple:

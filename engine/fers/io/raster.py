@@ -96,10 +96,15 @@ class GdalSource(Source):
 
 
 def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:
-    """Fail early (before any computation) if ``path`` cannot be written."""
+    """Fail early (before any computation) if the GeoTIFF ``path`` cannot be written."""
     path = os.path.abspath(os.fspath(path))
     if not path.lower().endswith((".tif", ".tiff")):
         raise OutputError(f"output must be a GeoTIFF (.tif or .tiff): {path}")
+    return check_writable(path, inputs)
+
+
+def check_writable(path: str, inputs: Sequence[str] = ()) -> str:
+    """Fail early if ``path`` (absolute) is an input, or its folder is missing or read-only, or it is a folder."""
     for src in inputs:
         if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
             raise OutputError(f"output path is the input itself ({path}); choose another file name")
