@@ -70,7 +70,7 @@ def cmd_train_spectral(args, fb):
                          backbone_weights=args.backbone_weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
                          betas=tuple(args.betas), seed=args.seed, patch=args.patch, steps_per_epoch=args.steps,
                          device=args.device, val_sources=args.val, resume=not args.restart, feedback=fb,
-                         micro_batches=args.micro_batches)
+                         micro_batches=args.micro_batches, band_stretch=args.band_stretch)
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -84,7 +84,8 @@ def cmd_train_spatial(args, fb):
                         backbone_weights=args.backbone_weights, adapt_bn=not args.frozen_bn, epochs=args.epochs,
                         batch=args.batch, lr=args.lr, betas=tuple(args.betas), seed=args.seed, patch=args.patch,
                         steps_per_epoch=args.steps, device=args.device, val_sources=args.val,
-                        resume=not args.restart, feedback=fb, micro_batches=args.micro_batches)
+                        resume=not args.restart, feedback=fb, micro_batches=args.micro_batches,
+                        band_stretch=args.band_stretch)
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -211,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--patch", type=int, default=64, help="patch size in pixels (multiple of 8)")
         t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass over the scenes' pixels)")
         t.add_argument("--val", nargs="*", help="held-out background scenes for validation (default: the last source)")
+        t.add_argument("--band-stretch", type=float, default=0.0, metavar="F",
+                       help="also train on scenes up to F×(their band count) short of --bands N, resampled onto N "
+                            "bands along the band axis (e.g. 0.1: a 188-band scene serves a 200-band model; "
+                            "0 = skip them)")
         t.add_argument("--device", default="auto")
         t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
         t.add_argument("--micro-batches", type=int, default=1,

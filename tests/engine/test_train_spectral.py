@@ -103,3 +103,29 @@ def test_background_masking_and_patch_rules():
         train_spectral(SOURCES, "/tmp/x.pt", bands=12, patch=30, epochs=1)
     with pytest.raises(InputError, match="none of the background scenes has the 300 bands"):
         prepare_background(SOURCES, 300, 32, 0)
+
+
+def test_band_stretch_resamples_short_scenes_onto_the_model_bands():
+    """A 188-band scene serves a 200-band model only when asked (band_stretch), by linear resampling along the
+    band axis: checked against np.interp on the scene's own scaled bands."""
+    path = os.path.join(RAW, "abu-beach-3.mat")  # 188 bands, 100×100, anomalies masked
+    with pytest.raises(InputError, match="asks for the first 200 bands"):
+        load_background(path, 200, 64)
+    with pytest.raises(InputError, match="asks for the first 200 bands"):
+        load_background(path, 200, 64, band_stretch=0.05)  # 188 × 1.05 < 200: too far to stretch
+    s = load_background(path, 200, 64, band_stretch=0.1)
+    ref = load_background(path, 188, 64)  # the same scene, its own bands, same scaling and filling
+    assert s.cube.shape == (200, 100, 100) and s.stretched_from == 188 and ref.stretched_from == 0
+    assert s.masked_anomalies == ref.masked_anomalies and (s.usable == ref.usable).all()
+    rng = np.random.default_rng(0)
+    for r, c in rng.integers(0, 100, size=(5, 2)):
+        expect = np.interp(np.linspace(0, 187, 200), np.arange(188), ref.cube[:, r, c].astype(np.float64))
+        np.testing.assert_allclose(s.cube[:, r, c], expect, rtol=0, atol=2e-7)
+    np.testing.assert_array_equal(s.cube[0], ref.cube[0])
+    np.testing.assert_array_equal(s.cube[-1], ref.cube[-1])
+    # a scene with enough bands is never resampled; the training summary says which scenes were
+    assert load_background(os.path.join(RAW, "abu-urban-1.mat"), 200, 64, band_stretch=0.1).stretched_from == 0
+    data = prepare_background([os.path.join(RAW, "abu-urban-1.mat"), os.path.join(RAW, "Moffet.mat"), path],
+                              200, 64, 0, band_stretch=0.1)
+    assert data.summary["stretched_scenes"] == {"abu-beach-3.mat": 188} and data.val_names == ["abu-beach-3.mat"]
+    assert data.summary["skipped_scenes"] == ["Moffet.mat"]  # 159 bands: beyond a 10 % stretch

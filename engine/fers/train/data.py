@@ -9,6 +9,15 @@ True nodata is never filled: windows must be nodata-free.
 Scenes smaller than a patch are reflect-padded up to it: mirrored background is
 still background, and the small AVIRIS scenes here (50×50, 50×90) would otherwise
 be lost.
+
+Band stretch (``band_stretch``, off by default, a change beyond the paper): a scene
+with slightly fewer bands than a first-N-bands model asks for (at most
+``band_stretch`` × its count short) is resampled linearly along the band axis onto N
+positions instead of being skipped. The paper's protocol takes bands by position
+across sensors whose band sets differ (AVIRIS Classic scenes come with 188 to 224
+bands once water bands are dropped), so "band k" already means slightly different
+wavelengths from scene to scene; a stretched scene is one more such case, and it
+lets the few AVIRIS scenes with 188–198 bands train a 200-band model.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ class BackgroundScene:
     cube: np.ndarray  # (B, H, W) float32, scaled to [-0.1, 0.1]
     usable: np.ndarray  # (H, W) bool: nodata-free after anomaly filling
     masked_anomalies: int
+    stretched_from: int = 0  # the scene's own band count when band-stretched onto the model's, else 0
 
 
 def expand_sources(items: Sequence[str]) -> List[str]:
@@ -59,11 +69,28 @@ def had100_training_sources(root: str, sensor: str = "aviris_ng") -> List[str]:
     return [p for _, p, _ in had100_scenes(root, sensor=sensor, split="train")]
 
 
-def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, margin: int = 3) -> BackgroundScene:
+def stretch_bands(cube: np.ndarray, n: int) -> np.ndarray:
+    """(B, H, W) → (n, H, W): linear interpolation along the band axis, first and last bands kept."""
+    b = cube.shape[0]
+    pos = np.arange(n, dtype=np.float64) * (b - 1) / (n - 1)
+    lo = np.minimum(np.floor(pos).astype(np.int64), b - 2)
+    w = (pos - lo).astype(np.float32)[:, None, None]
+    return cube[lo] * (1 - w) + cube[lo + 1] * w
+
+
+def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, margin: int = 3,
+                    band_stretch: float = 0.0) -> BackgroundScene:
     src = open_source(path)
+    stretch_to = 0
+    if (band_stretch > 0 and isinstance(bands, (int, np.integer)) and 1 < src.band_count < int(bands)
+            and int(bands) <= src.band_count * (1 + band_stretch)):
+        stretch_to = int(bands)
+        bands = 0  # every band of the scene, resampled below
     idx = select_bands(src.band_count, bands)
     cube, valid = src.read(idx)
     cube, _ = scale_cube(cube, valid)
+    if stretch_to:
+        cube = stretch_bands(cube, stretch_to)
     gt = src.ground_truth()
     n_anom = 0
     if gt is not None and (gt > 0).any():
@@ -83,7 +110,8 @@ def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, mar
             raise InputError(f"{path} is {w}×{h} px: too small to mirror up to {patch}×{patch} patches")
         cube = np.pad(cube, ((0, 0), (0, ph), (0, pw)), mode="reflect")
         valid = np.pad(valid, ((0, ph), (0, pw)), mode="reflect")
-    return BackgroundScene(os.path.basename(path), np.ascontiguousarray(cube), valid, n_anom)
+    return BackgroundScene(os.path.basename(path), np.ascontiguousarray(cube), valid, n_anom,
+                           src.band_count if stretch_to else 0)
 
 
 class PatchSampler:
@@ -151,7 +179,8 @@ class BackgroundData:
 
 
 def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val_sources: Optional[Sequence[str]] = None,
-                       val_patches: int = 16, feedback: Optional[Feedback] = None) -> BackgroundData:
+                       val_patches: int = 16, feedback: Optional[Feedback] = None,
+                       band_stretch: float = 0.0) -> BackgroundData:
     """Load every background scene; hold out validation scenes (never test scenes).
 
     With ``val_sources`` given those scenes validate; otherwise, with 3 or more
@@ -168,7 +197,7 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
     for i, p in enumerate(paths):
         feedback.check()
         try:
-            scenes.append(load_background(p, bands, patch))
+            scenes.append(load_background(p, bands, patch, band_stretch=band_stretch))
         except InputError as e:
             # a scene with too few bands cannot serve a first-N-bands model; others still can
             if "asks for the first" not in str(e):
@@ -181,7 +210,10 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
     bcount = {s.cube.shape[0] for s in scenes}
     if len(bcount) != 1:
         raise InputError(f"background scenes give different band counts {sorted(bcount)}; set --bands")
-    val_scenes = [load_background(p, bands, patch) for p in val_paths]
+    val_scenes = [load_background(p, bands, patch, band_stretch=band_stretch) for p in val_paths]
+    for s in scenes + val_scenes:
+        if s.stretched_from:
+            feedback.info(f"{s.name}: {s.stretched_from} bands resampled onto {bands} (band stretch)")
     held_out = bool(val_scenes)
     if not held_out:
         feedback.warn("fewer than 3 background scenes: validation uses fixed patches of the training scenes")
@@ -193,5 +225,7 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
         "train_pixels": int(sum(s.usable.sum() for s in scenes)),
         "masked_anomaly_pixels": int(sum(s.masked_anomalies for s in scenes)),
         "patch": patch, "val_patches": int(len(val)), "val_held_out": held_out, "skipped_scenes": skipped,
+        "band_stretch": float(band_stretch),
+        "stretched_scenes": {s.name: s.stretched_from for s in scenes + val_scenes if s.stretched_from},
     }
     return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary)
