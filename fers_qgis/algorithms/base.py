@@ -99,6 +99,9 @@ COMMON_HELP = {
     "LR": "Adam learning rate.",
     "PATCH": "Side of the square training patches in pixels (a multiple of 8).",
     "STEPS": "Optimisation steps per epoch; 0 = as many as needed to see each scene's pixels about once.",
+    "BAND_STRETCH": "0 (the paper): a background raster with fewer bands than BANDS is skipped. F > 0: one at most "
+                    "F × its band count short (e.g. 0.1: 188 bands for a 200-band model) trains too, its bands "
+                    "resampled linearly onto BANDS positions. Recorded in the checkpoint.",
     "VALIDATION": "Background rasters held out to pick the best epoch (never test scenes); default: the last "
                   "background raster, or fixed patches of the training scenes when there are fewer than three.",
     "BACKBONE_WEIGHTS": "'imagenet' (torchvision's file, downloaded once), a local .pth, 'partial:FILE' (stages "

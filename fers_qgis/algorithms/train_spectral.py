@@ -35,6 +35,8 @@ def add_training_parameters(alg, default_bands=100):
                                              QgsProcessing.TypeRaster, optional=True),
         QgsProcessingParameterString("BACKBONE_WEIGHTS", "Backbone weights: imagenet, a .pth file, partial:FILE, or random",
                                      "imagenet"),
+        QgsProcessingParameterNumber("BAND_STRETCH", "Band stretch (train on rasters slightly short of the bands)",
+                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 0.5),
     ]
     for p in advanced:
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -59,6 +61,7 @@ def training_arguments(alg, parameters, context):
                 steps_per_epoch=num("STEPS"), lr=alg.parameterAsDouble(parameters, "LR", context),
                 backbone_weights=alg.parameterAsString(parameters, "BACKBONE_WEIGHTS", context).strip() or "imagenet",
                 val_sources=layer_sources(alg, parameters, "VALIDATION", context) or None,
+                band_stretch=alg.parameterAsDouble(parameters, "BAND_STRETCH", context),
                 device=alg.parameterAsEnumString(parameters, "DEVICE", context))
 
 

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from conftest import WEIGHTS, mat_scene, pairwise_auc, qgis_process, read_geotiff, write_geotiff
+from fers.checkpoint import read_checkpoint
 from test_qgis_process import _results
 
 
@@ -23,14 +24,19 @@ def test_detect_with_authors_checkpoint_folder(scene_tifs, tmp_path, name, bands
 def test_train_spectral_then_detect_with_the_new_checkpoint(tmp_path):
     folder = tmp_path / "background"
     folder.mkdir()
-    for n in ("abu-urban-1", "abu-beach-3", "abu-urban-2"):
-        write_geotiff(folder / f"{n}.tif", mat_scene(n)[0][:, :, :16])
+    for n, bands in (("abu-urban-1", 16), ("abu-beach-3", 11), ("abu-urban-2", 16)):
+        write_geotiff(folder / f"{n}.tif", mat_scene(n)[0][:, :, :bands])
     ckpt = tmp_path / "model.pt"
+    # abu-beach-3 has 11 bands: it trains the 12-band model only through the band stretch (11 × 1.1 ≥ 12)
     r = qgis_process("run", "fers:train_spectral", "--", f"SOURCE_FOLDER={folder}", "BANDS=12", "EPOCHS=1",
-                     "BATCH=2", "PATCH=32", "STEPS=2", "BACKBONE_WEIGHTS=random", "DEVICE=cpu", f"OUTPUT={ckpt}")
+                     "BATCH=2", "PATCH=32", "STEPS=2", "BACKBONE_WEIGHTS=random", "DEVICE=cpu", "BAND_STRETCH=0.1",
+                     f"OUTPUT={ckpt}")
     assert r.returncode == 0, r.stdout + r.stderr
     res = _results(r.stdout)
     assert res["OUTPUT"] == str(ckpt) and res["BEST_EPOCH"] == "1" and os.path.exists(res["LOG"])
+    data = read_checkpoint(str(ckpt))["meta"]["training"]["data"]
+    assert data["stretched_scenes"] == {"abu-beach-3.tif": 11} and data["band_stretch"] == 0.1
+    assert data["train_scenes"] == ["abu-beach-3.tif", "abu-urban-1.tif"] and data["skipped_scenes"] == []
     out = tmp_path / "map.tif"
     r = qgis_process("run", "fers:detect", "--", f"INPUT={folder / 'abu-urban-2.tif'}", "STRATEGY=spectral",
                      f"MODEL={ckpt}", f"OUTPUT={out}")
