@@ -65,9 +65,14 @@ def main(model_path, facts_path, csv_path, out_path):
         "",
         "## Training data",
         "",
-        f"Background split of ../shared/data/README.md with at least {bands} bands, first {bands} bands of each, "
+        f"Background split of ../shared/data/README.md that can give {bands} bands, first {bands} bands of each, "
         "SPEC §0 scaling per scene: " + ", ".join(facts["sources"]) + ". Known anomalies of the ABU background "
         "scenes are masked with a 3-pixel margin. No evaluation scene was read during training or selection.",
+        *([f"Band stretch {tr['data']['band_stretch']:g}: " + ", ".join(
+            f"{k} ({v} bands)" for k, v in tr['data']['stretched_scenes'].items())
+           + f" resampled linearly along the band axis onto {bands} band positions (fers.train.data), so that "
+           "scenes slightly short of the band count train the model too (the paper would skip them)."]
+          if tr["data"].get("stretched_scenes") else []),
         f"Both stages: training scenes {', '.join(tr['data']['train_scenes'])}; validation (model selection) "
         f"{', '.join(tr['data']['val_scenes']) or 'fixed patches of the training scenes'} "
         f"({tr['data']['val_patches']} patches); {tr['data']['masked_anomaly_pixels']} anomaly pixels masked.",
@@ -94,6 +99,7 @@ def main(model_path, facts_path, csv_path, out_path):
         f"betas {tr['betas']}, seed {tr['seed']}, loss weights {tr.get('loss_weights')}; selected epoch "
         f"{tr['selected_epoch']} ({tr['selection']}).",
         f"- Hardware: {facts['hardware']}.",
+        *([f"- Changes from the first release: {facts['changes']}"] if facts.get("changes") else []),
         f"- Validation loss: stage 1 {meta.get('teacher_losses', {}).get('best_val')}, "
         f"stage 2 {meta.get('losses', {}).get('best_val')}.",
         "",
@@ -101,7 +107,8 @@ def main(model_path, facts_path, csv_path, out_path):
         "",
         "RX on the raw bands; RX(H + F_spe) with the authors' HAD100-trained checkpoint of this band count; this "
         "model with strategy spectral, fusion A (multiplicative) and fusion B (additive). Ground truth used only "
-        "for these figures.",
+        "for these figures. The group 'background anomalies' is not an evaluation: it holds the training scenes' "
+        "own anomalies (masked out of every training patch), the only ground truth that chooses between recipes.",
         "",
         *accuracy_table(csv_path, bands),
         "",

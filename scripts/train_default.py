@@ -32,9 +32,31 @@ BACKGROUND = ["abu-urban-1", "abu-urban-2", "abu-beach-1", "abu-beach-3", "jaspe
 # layer2/3 of the training trunk stay random (nothing downloads here). Only layer1 reaches the Spe-FEN.
 LAYER1 = os.path.join(WEIGHTS, "fers-reference", "aviris-200bands", "enc.pt")
 
+# Per band count. 200 bands: only abu-urban-1/2 have ≥ 200 bands, so the AVIRIS scenes with 188–198 bands
+# join through the band stretch (fers.train.data: resampled onto 200 band positions); Moffet (159) stays out.
+# 100 bands: every background scene qualifies; stage 1 runs twice as long as the first release (12 × 8 steps).
 RECIPE = {
-    "stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
-    "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+    100: {"stage1": dict(trunk="wide_resnet50_2", epochs=12, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+          "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64)},
+    200: {"stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64,
+                         band_stretch=0.1),
+          "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64, band_stretch=0.1)},
+}
+
+# What changed from the first release (v1: both band counts 6 × 8 stage-1 steps, no band stretch) and what it did;
+# the v1 figures are those of `make bench-accuracy` on the v1 models. Decided beforehand: a new recipe replaces
+# the old one when fusion A's mean AUC on the background scenes' own (masked, never trained on) anomalies does
+# not drop by more than 0.001; evaluation scenes never choose.
+CHANGES = {
+    100: "stage 1 trained 12 × 8 steps instead of 6 × 8. Measured (v1 → this model): fusion A mean AUC on the "
+         "background scenes' own anomalies 0.9965 → 0.9965 (kept by the rule above); paper set A 0.9727 → 0.9719, "
+         "B 0.9718 → 0.9720; other held-out A 0.9685 → 0.9689, B 0.9626 → 0.9634. A wash: twice the steps on "
+         "six small scenes buys nothing measurable.",
+    200: "band stretch 0.1 adds abu-beach-1, abu-beach-3, jasperRidge2_R198 (training) and Rcuprite50x90x188 "
+         "(validation, now a held-out scene instead of patches of the training scenes) to abu-urban-1/2. "
+         "Measured (v1 → this model): fusion A mean AUC on the background scenes' own anomalies 0.9942 → 0.9966, "
+         "spectral 0.9919 → 0.9956; other held-out A 0.9751 → 0.9754 (abu-urban-4 A 0.9834 → 0.9876, RX 0.9889); "
+         "paper set (3 scenes) A 0.9535 → 0.9475, B 0.9595 → 0.9552, spectral 0.9591 → 0.9558.",
 }
 
 
@@ -45,12 +67,14 @@ def hardware(device):
 
 
 def sources_for(bands):
+    """The background scenes that can feed a first-N-bands model (directly or band-stretched)."""
     from fers.io import open_source
 
+    stretch = RECIPE[bands]["stage1"].get("band_stretch", 0.0)
     out = []
     for n in BACKGROUND:
         p = os.path.join(DATA, "raw", n + ".mat")
-        if open_source(p).band_count >= bands:
+        if open_source(p).band_count * (1 + stretch) >= bands:
             out.append(p)
     return out
 
@@ -81,11 +105,11 @@ def train(bands, out_dir, device):
     s1 = os.path.join(out_dir, f"stage1-{bands}.pt")
     if not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
         train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
-                       feedback=Printer(), **RECIPE["stage1"])
+                       feedback=Printer(), **RECIPE[bands]["stage1"])
     s2 = os.path.join(out_dir, f"fers-aviris-{bands}-full.pt")
     if not os.path.exists(s2) or os.path.exists(s2 + ".resume.pt"):
         train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, feedback=Printer(),
-                      **RECIPE["stage2"])
+                      **RECIPE[bands]["stage2"])
     return sources, s1, s2
 
 
@@ -105,8 +129,8 @@ def main():
     for bands in args.bands:
         sources, s1, s2 = train(bands, args.runs, device)
         dst = compact(s2, os.path.join(args.models, f"fers-aviris-{bands}.pt"))
-        facts = {"bands": bands, "sources": [os.path.basename(s) for s in sources], "recipe": RECIPE,
-                 "hardware": hardware(device), "layer1": LAYER1}
+        facts = {"bands": bands, "sources": [os.path.basename(s) for s in sources], "recipe": RECIPE[bands],
+                 "hardware": hardware(device), "layer1": LAYER1, "changes": CHANGES.get(bands, "")}
         with open(os.path.join(args.runs, f"fers-aviris-{bands}.json"), "w") as f:
             json.dump(facts, f, indent=1)
         print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB)")
