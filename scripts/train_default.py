@@ -38,9 +38,9 @@ LAYER1 = os.path.join(WEIGHTS, "fers-reference", "aviris-200bands", "enc.pt")
 RECIPE = {
     100: {"stage1": dict(trunk="wide_resnet50_2", epochs=12, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
           "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64)},
-    200: {"stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64,
-                         band_stretch=0.1),
-          "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64, band_stretch=0.1)},
+    200: {"band_stretch": 0.1,  # both stages: the Spa-FEN trains on the scenes its teacher saw
+          "stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+          "stage2": dict(epochs=5, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64)},
 }
 
 # What changed from the first release (v1: both band counts 6 × 8 stage-1 steps, no band stretch) and what it did;
@@ -66,15 +66,16 @@ def hardware(device):
     return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def sources_for(bands):
+def sources_for(bands, stretch):
     """The background scenes that can feed a first-N-bands model (directly or band-stretched)."""
     from fers.io import open_source
+    from fers.train.data import stretch_target
 
-    stretch = RECIPE[bands]["stage1"].get("band_stretch", 0.0)
     out = []
     for n in BACKGROUND:
         p = os.path.join(DATA, "raw", n + ".mat")
-        if open_source(p).band_count * (1 + stretch) >= bands:
+        count = open_source(p).band_count
+        if count >= bands or stretch_target(count, bands, stretch):
             out.append(p)
     return out
 
@@ -101,15 +102,16 @@ def train(bands, out_dir, device):
         def warn(self, message):
             print("warning: " + message, flush=True)
 
-    sources = sources_for(bands)
+    stretch = RECIPE[bands].get("band_stretch", 0.0)
+    sources = sources_for(bands, stretch)
     s1 = os.path.join(out_dir, f"stage1-{bands}.pt")
     if not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
         train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
-                       feedback=Printer(), **RECIPE[bands]["stage1"])
+                       band_stretch=stretch, feedback=Printer(), **RECIPE[bands]["stage1"])
     s2 = os.path.join(out_dir, f"fers-aviris-{bands}-full.pt")
     if not os.path.exists(s2) or os.path.exists(s2 + ".resume.pt"):
-        train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, feedback=Printer(),
-                      **RECIPE[bands]["stage2"])
+        train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, band_stretch=stretch,
+                      feedback=Printer(), **RECIPE[bands]["stage2"])
     return sources, s1, s2
 
 

@@ -69,6 +69,15 @@ def had100_training_sources(root: str, sensor: str = "aviris_ng") -> List[str]:
     return [p for _, p, _ in had100_scenes(root, sensor=sensor, split="train")]
 
 
+def stretch_target(band_count: int, bands, band_stretch: float) -> int:
+    """N when a scene of ``band_count`` bands is band-stretched onto a first-N-bands model, else 0: it is short
+    of N, by at most ``band_stretch`` × its own count."""
+    if band_stretch > 0 and isinstance(bands, (int, np.integer)) and 1 < band_count < int(bands) <= \
+            band_count * (1 + band_stretch):
+        return int(bands)
+    return 0
+
+
 def stretch_bands(cube: np.ndarray, n: int) -> np.ndarray:
     """(B, H, W) → (n, H, W): linear interpolation along the band axis, first and last bands kept."""
     b = cube.shape[0]
@@ -81,10 +90,8 @@ def stretch_bands(cube: np.ndarray, n: int) -> np.ndarray:
 def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, margin: int = 3,
                     band_stretch: float = 0.0) -> BackgroundScene:
     src = open_source(path)
-    stretch_to = 0
-    if (band_stretch > 0 and isinstance(bands, (int, np.integer)) and 1 < src.band_count < int(bands)
-            and int(bands) <= src.band_count * (1 + band_stretch)):
-        stretch_to = int(bands)
+    stretch_to = stretch_target(src.band_count, bands, band_stretch)
+    if stretch_to:
         bands = 0  # every band of the scene, resampled below
     idx = select_bands(src.band_count, bands)
     cube, valid = src.read(idx)
