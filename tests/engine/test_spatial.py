@@ -276,7 +276,8 @@ def test_fers_checkpoint_metadata_and_exact_reload(trained):
     assert ck["kind"] == "fers" and meta["stage"] == 2 and meta["bands"] == 50 and meta["band_indices"] == list(range(50))
     assert meta["adapt_bn"] is True and meta["spa_backbone_weights"] == "random"
     assert meta["teacher"] == os.path.abspath(TEACHER) and meta["fpl_hidden"] == 128
-    assert meta["training"]["selection"] == "lowest validation loss" and meta["losses"]["best_val"] > 0
+    assert meta["training"]["selection"] == "lowest validation loss among epochs whose Spa-FEN did not collapse"
+    assert meta["training"]["collapsed_epochs"] == [] and meta["losses"]["best_val"] > 0
     # the adapted BatchNorm statistics of the ResNet-34 are part of the model (torchvision init: mean 0, var 1)
     assert "backbone.bn1.running_mean" in ck["spa_fen"] and ck["spa_fen"]["backbone.bn1.running_mean"].abs().sum() > 0
     x = torch.from_numpy(load_background(SOURCES[0], 50, 32).cube[None, :, :40, :36].copy())
@@ -318,3 +319,16 @@ def test_stage2_band_and_patch_errors(tmp_path):
         train_spatial(SOURCES, str(tmp_path / "x.pt"), TEACHER, **dict(SMALL, patch=8))
     with pytest.raises(ModelError, match="not found"):
         train_spatial(SOURCES, str(tmp_path / "x.pt"), str(tmp_path / "missing.pt"), **SMALL)
+
+
+def test_stage2_collapsed_spafen_is_refused(tmp_path, monkeypatch):
+    # a healthy short run's F_spa spreads far above the collapse threshold; with the threshold raised
+    # above any real spread every epoch counts as collapsed, and no model is written
+    import fers.train.stage2 as stage2
+
+    monkeypatch.setattr(stage2, "COLLAPSE_SPREAD", float("inf"))
+    out = tmp_path / "collapsed.pt"
+    with pytest.raises(ModelError, match=r"every epoch gave a degenerate model \(the Spa-FEN collapsed: F_spa is "
+                                         r"constant on every validation patch \(largest channel std [0-9.e-]+\)\)"):
+        train_spatial(SOURCES, str(out), TEACHER, epochs=1, **SMALL)
+    assert not out.exists()

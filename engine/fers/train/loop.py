@@ -56,6 +56,9 @@ class TrainTask:
     # state-dict prefixes that never change (frozen, eval-mode parts): kept out of resume files and
     # best-epoch copies, since they are rebuilt from their source (e.g. ImageNet weights)
     frozen: tuple = ()
+    # (module, validation batch) -> None, or why this state is a degenerate solution that must not be
+    # selected however low its loss (stage 2's loss has its minimum at a constant F_spa)
+    degenerate: Optional[Callable] = None
 
     def state(self) -> dict:
         return {k: v for k, v in self.module.state_dict().items() if not k.startswith(self.frozen or ("\0",))}
@@ -192,6 +195,13 @@ class Trainer:
             total += float(loss) * len(self.val[i:i + self.cfg.batch])
         return total / len(self.val)
 
+    @torch.no_grad()
+    def degenerate(self) -> Optional[str]:
+        if self.task.degenerate is None:
+            return None
+        self.task.module.eval()
+        return self.task.degenerate(self.task.module, self.val[:max(self.cfg.batch, 2)].to(self.device))
+
     def _step(self, model, x: torch.Tensor) -> tuple:
         """One optimiser step on a batch: this rank's share of it, in micro-batches; the loss of the whole batch."""
         if self.ddp.active:
@@ -270,13 +280,23 @@ class Trainer:
             val = self.validate()
             rec = {"epoch": epoch + 1, "train": train, "val": val,
                    "seconds_per_step": (time.perf_counter() - t0) / max(1, (epoch + 1) * self.steps - done0)}
+            why = self.degenerate()
+            if why:
+                rec["degenerate"] = why
             history["epochs"].append(rec)
-            if history["best_val"] is None or val < history["best_val"]:
+            if why:
+                if not any(e.get("degenerate") for e in history["epochs"][:-1]):
+                    fb.warn(f"epoch {epoch + 1}: {why}; degenerate epochs are never selected"
+                            + (f" (the best so far is epoch {history['best_epoch']})" if history["best_epoch"] else ""))
+            elif history["best_val"] is None or val < history["best_val"]:
                 history["best_val"], history["best_epoch"] = val, epoch + 1
                 best = {k: v.detach().cpu().clone() for k, v in self.task.state().items()}
             self._log({"event": "epoch", **rec})
             fb.info(f"epoch {epoch + 1}: train loss {train['total']:.5f}, validation loss {val:.5f}")
             self._save_resume(epoch + 1, history, best)
+        if best is None and history["epochs"] and all(e.get("degenerate") for e in history["epochs"]):
+            raise ModelError(f"{self.task.name}: every epoch gave a degenerate model ({history['epochs'][-1]['degenerate']}); "
+                             "no model was written: train with a lower learning rate, another seed or fewer epochs")
         if best is not None:
             self.task.load(best)  # the epoch with the lowest validation loss
         if self.ddp.main:

@@ -16,6 +16,10 @@ from ..spatial.model import FRN, MIN_SIZE, SpaFEN
 from .data import prepare_background
 from .loop import TrainConfig, Trainer, TrainTask, seed_everything
 
+# An epoch whose F_spa varies less than this on every validation patch and channel is a collapsed
+# Spa-FEN (healthy ones have channel stds of 0.1-1 on the [-0.1, 0.1] scaled cubes)
+COLLAPSE_SPREAD = 1e-6
+
 
 class SpatialTrainingNet(nn.Module):
     """What stage 2 trains: Spa-FEN (compression, LightSPP, SE; frozen ResNet-34) and the FRN.
@@ -119,6 +123,15 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
         f_spa, recon = module(x, f_spe)
         return fers_loss(f_spe, f_spa, x, recon)
 
+    def collapsed(module, x):
+        # F_spa = 0 is the loss's global minimum (L_cc = 0, L_cos = 1, L_var = 1: total 0.2 plus the
+        # reconstruction, which the FRN rebuilds from F_spe alone); once a ReLU Spa-FEN lands there its
+        # gradient is zero and it never leaves. Seen at the paper's 60 epochs on the 200-band data.
+        f_spa, _ = module(x, spe(x))
+        spread = float(f_spa.flatten(2).std(dim=2).max())
+        return None if spread > COLLAPSE_SPREAD else (
+            f"the Spa-FEN collapsed: F_spa is constant on every validation patch (largest channel std {spread:.2g})")
+
     def save(path, history):
         last = history["epochs"][-1] if history["epochs"] else {}
         meta = {k: v for k, v in model.meta.items() if k not in ("training", "losses", "created", "engine_version")}
@@ -133,7 +146,9 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
             "teacher": teacher_source,
             "training": {"data": data.summary, "epochs": epochs, "batch": batch, "lr": lr, "betas": list(betas),
                          "seed": seed, "steps_per_epoch": trainer.steps, "device": dev,
-                         "selected_epoch": history["best_epoch"], "selection": "lowest validation loss",
+                         "selected_epoch": history["best_epoch"],
+                         "selection": "lowest validation loss among epochs whose Spa-FEN did not collapse",
+                         "collapsed_epochs": [e["epoch"] for e in history["epochs"] if e.get("degenerate")],
                          "loss_weights": hyper["loss_weights"]},
             "losses": {"initial_val": history.get("initial_val"), "best_val": history["best_val"],
                        "last_train": last.get("train"), "last_val": last.get("val")},
@@ -154,7 +169,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
         frozen = tuple(f"spa.backbone.{k}" for k, _ in spa.backbone.named_parameters())
     else:
         frozen = ("spa.backbone.",)
-    task = TrainTask(net, loss, save, "stage 2 (Spa-FEN)", frozen=frozen)
+    task = TrainTask(net, loss, save, "stage 2 (Spa-FEN)", frozen=frozen, degenerate=collapsed)
     trainer = Trainer(task, data.train, data.val, config, output, feedback.sub(0.02, 1.0), hyper)
     history = trainer.fit(resume=resume)
     return {"output": output, "history": history, "log": trainer.log_path, "data": data.summary,
