@@ -97,7 +97,9 @@ def main(model_path, facts_path, csv_path, out_path):
         f"{ttr.get('seed')}; selected epoch {ttr.get('selected_epoch')} ({ttr.get('selection')}).",
         f"- Stage 2: {tr['epochs']} epochs × {tr['steps_per_epoch']} steps, batch {tr['batch']}, Adam lr {tr['lr']} "
         f"betas {tr['betas']}, seed {tr['seed']}, loss weights {tr.get('loss_weights')}; selected epoch "
-        f"{tr['selected_epoch']} ({tr['selection']}).",
+        f"{tr['selected_epoch']} ({tr['selection']})"
+        + (f"; epochs {', '.join(map(str, tr['collapsed_epochs']))} had collapsed (F_spa constant) and were "
+           "never eligible." if tr.get("collapsed_epochs") else "."),
         f"- Hardware: {facts['hardware']}.",
         *([f"- Changes from the first release: {facts['changes']}"] if facts.get("changes") else []),
         f"- Validation loss: stage 1 {meta.get('teacher_losses', {}).get('best_val')}, "

@@ -332,3 +332,16 @@ def test_stage2_collapsed_spafen_is_refused(tmp_path, monkeypatch):
                                          r"constant on every validation patch \(largest channel std [0-9.e-]+\)\)"):
         train_spatial(SOURCES, str(out), TEACHER, epochs=1, **SMALL)
     assert not out.exists()
+
+
+def test_stage2_from_a_fers_teacher_keeps_the_spefen_training_record(tmp_path):
+    # retraining the Spa-FEN of a complete model: the new card must describe the Spe-FEN's stage-1 training,
+    # not the replaced Spa-FEN's (the bundled model's "training" is its stage 2, "teacher_training" its stage 1)
+    bundled = read_checkpoint(load_model("fers-aviris-100").source)["meta"]
+    assert bundled["stage"] == 2 and bundled["teacher_training"] != bundled["training"]
+    out = tmp_path / "retrained.pt"
+    train_spatial(SOURCES, str(out), "fers-aviris-100", epochs=1, **SMALL)
+    meta = read_checkpoint(str(out))["meta"]
+    assert meta["teacher_training"] == bundled["teacher_training"]
+    assert meta["teacher_losses"] == bundled["teacher_losses"]
+    assert meta["training"]["epochs"] == 1 and meta["training"]["steps_per_epoch"] == SMALL["steps_per_epoch"]

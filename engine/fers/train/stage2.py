@@ -135,10 +135,12 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
     def save(path, history):
         last = history["epochs"][-1] if history["epochs"] else {}
         meta = {k: v for k, v in model.meta.items() if k not in ("training", "losses", "created", "engine_version")}
-        if "training" in model.meta:
-            meta["teacher_training"] = model.meta["training"]
-        if "losses" in model.meta:
-            meta["teacher_losses"] = model.meta["losses"]
+        # the Spe-FEN's own training record: a stage-1 teacher's "training", but a FERS (stage-2) teacher's
+        # "teacher_training" (its "training" describes the Spa-FEN this run replaces)
+        spe_record = "teacher_" if model.meta.get("stage") == 2 else ""
+        for key in ("training", "losses"):
+            if spe_record + key in model.meta:
+                meta["teacher_" + key] = model.meta[spe_record + key]
         meta.update({
             "bands": n_bands, "band_indices": band_indices, "wavelengths": model.meta.get("wavelengths"),
             "fpl_hidden": int(spe.hidden), "stage": 2,
