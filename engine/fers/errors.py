@@ -14,6 +14,10 @@ class InputError(FersError):
     """The input raster, band selection or ground truth cannot be used."""
 
 
+class TooFewBandsError(InputError):
+    """A first-N-bands selection asks for more bands than the raster has (training skips such scenes)."""
+
+
 class ModelError(FersError):
     """A model/checkpoint is missing, corrupt, unsafe or does not fit the input."""
 

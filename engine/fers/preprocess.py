@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, TooFewBandsError
 
 # SPEC §0.2: x = ((x - min) / (max - min) * 2 - 1) * 0.1 → values in [-0.1, 0.1]
 SCALE_HALF_RANGE = 0.1
@@ -43,7 +43,7 @@ def select_bands(band_count: int, bands: Union[int, Sequence[int], None] = 0) ->
         if n < 0:
             raise InputError(f"BANDS must be ≥ 0 (0 = all bands), got {n}")
         if n > band_count:
-            raise InputError(f"BANDS={n} asks for the first {n} bands, but the raster has only {band_count}")
+            raise TooFewBandsError(f"BANDS={n} asks for the first {n} bands, but the raster has only {band_count}")
         return list(range(n))
     idx = [int(b) for b in bands]
     if not idx:

@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..errors import InputError, TooFewBandsError
 from ..feedback import Feedback
 from ..io import open_source
 from ..io.research import had100_scenes
@@ -205,10 +205,8 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
         feedback.check()
         try:
             scenes.append(load_background(p, bands, patch, band_stretch=band_stretch))
-        except InputError as e:
+        except TooFewBandsError as e:
             # a scene with too few bands cannot serve a first-N-bands model; others still can
-            if "asks for the first" not in str(e):
-                raise
             skipped.append(os.path.basename(p))
             feedback.warn(f"skipping {os.path.basename(p)}: {e}")
         feedback.progress((i + 1) / (len(paths) + len(val_paths)), f"loaded {os.path.basename(p)}")
