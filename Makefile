@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy train-default package resources clean
+.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -76,6 +76,10 @@ bench: venv
 # tiled vs whole-image maps on the paper set
 bench-speed: venv
 	$(PY) bench/bench_speed.py
+
+# on a machine with a CUDA GPU: GPU score maps against CPU ones, every strategy (CI has no GPU)
+check-cuda: venv
+	$(PY) bench/check_cuda.py
 
 # per-scene AUC on every evaluation scene: RX, the authors' checkpoints, the bundled models (A and B)
 bench-accuracy: venv

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .device import full_fp32
 from .errors import InputError
 from .pipeline import _minmax, resolve_strategy
 
@@ -38,6 +39,7 @@ def rx_batch(x: torch.Tensor) -> torch.Tensor:
     return (y * y).sum(1).reshape(n, h, w)
 
 
+@full_fp32
 def score_batch(cubes: np.ndarray, strategy: str = "none", model=None, device: str = "cpu") -> np.ndarray:
     """(N, B, H, W) preprocessed scenes (SPEC §0, each scaled on its own) → (N, H, W) float32 scores."""
     strategy = resolve_strategy(strategy, cubes.shape[1])

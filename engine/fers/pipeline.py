@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .device import resolve_device
+from .device import full_fp32, resolve_device
 from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import check_output_path, load_ground_truth, open_source, write_raster
@@ -58,6 +58,7 @@ def _minmax(s: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
+@full_fp32
 def enhance_features(cube: np.ndarray, model, need_spe: bool, need_spa: bool, device: str,
                      tile: Optional[int] = None) -> tuple:
     """(F_spe, F_spa) as (B, H, W) float32 arrays (None where not needed). For fers:enhance and tests;
@@ -79,6 +80,7 @@ def _spe_into(model, h, buf, tile: Optional[int], feedback: Optional[Feedback] =
     return spefen_tiled(model.spe, h, tile, add_to=buf, feedback=feedback)
 
 
+@full_fp32
 def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] = None, buf=None,
                   feedback: Optional[Feedback] = None):
     """H (+ F_spe) (+ F_spa) as a new (B, H, W) tensor (or written into ``buf``), ``h`` left untouched.
@@ -103,6 +105,7 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
     return buf
 
 
+@full_fp32
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
                 tile: Optional[int] = None) -> tuple:
