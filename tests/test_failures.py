@@ -198,9 +198,14 @@ def test_interrupting_detection_leaves_no_partial_map(tmp_path):
     out = tmp_path / "out" / "map.tif"
     out.parent.mkdir()
     p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out)], stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    # interrupt once detection runs (its first line: what it read), not at a fixed time: on a loaded
+    # machine a fixed delay can land in interpreter start-up, before any program of ours handles the signal
+    first = p.stderr.readline()
+    assert first.startswith("input big.tif: 600×600 px, 200 bands"), first
+    time.sleep(1.0)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    rest = p.communicate(timeout=60)[1]
+    err = first + rest
     assert p.returncode == 130 and "no output was written" in err and "Traceback" not in err
     _no_output(out.parent, out)
 
