@@ -67,6 +67,17 @@ def scene_data(name):
     return src, gt, gt_valid
 
 
+def scaled_bands(scene, bands):
+    """(cube, valid, gt) of a scene_data() scene's first ``bands`` bands, SPEC §0-scaled; None when it has fewer."""
+    src, gt, gt_valid = scene
+    if src.band_count < bands:
+        return None
+    cube, valid = src.read(range(bands))
+    valid &= gt_valid
+    cube, _ = scale_cube(cube, valid)
+    return cube, valid, gt
+
+
 def timed_auc(cube, valid, gt, strategy, model):
     t0 = time.perf_counter()
     scores, _ = score_scene(cube, valid, strategy, "rx", model, "cpu")
@@ -92,13 +103,12 @@ def main():
     rows = []
     for group in args.groups:
         for name in GROUPS[group]:
-            src, gt, gt_valid = scene_data(name)
+            scene = scene_data(name)
             for b in args.bands:
-                if src.band_count < b:
+                scaled = scaled_bands(scene, b)
+                if scaled is None:
                     continue
-                cube, valid = src.read(range(b))
-                valid &= gt_valid
-                cube, _ = scale_cube(cube, valid)
+                cube, valid, gt = scaled
                 authors, mine = models[b]
                 runs = [("RX", "none", None), ("authors", "spectral", authors)]
                 runs += [(label, s, mine) for s, label in OURS]

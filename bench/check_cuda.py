@@ -19,11 +19,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "engine"))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from bench_accuracy import scene_data  # noqa: E402
+from bench_accuracy import scaled_bands, scene_data  # noqa: E402
 from fers.checkpoint import load_model  # noqa: E402
 from fers.metrics import roc_auc  # noqa: E402
 from fers.pipeline import score_scene  # noqa: E402
-from fers.preprocess import scale_cube  # noqa: E402
 
 SCENES = ("abu-urban-1", "abu-beach-1")
 OTHER = os.environ.get("FERS_CHECK_OTHER", "cuda")  # "cpu": a dry run of this script on a machine without GPU
@@ -41,12 +40,10 @@ def main():
     for bands in (100, 200):
         model = load_model(f"fers-aviris-{bands}")
         for name in SCENES:
-            src, gt, gt_valid = scene_data(name)
-            if src.band_count < bands:
+            scaled = scaled_bands(scene_data(name), bands)
+            if scaled is None:
                 continue
-            cube, valid = src.read(range(bands))
-            valid &= gt_valid
-            cube, _ = scale_cube(cube, valid)
+            cube, valid, gt = scaled
             runs = [(s, "rx") for s in STRATEGIES] + [("additive", "ae")]
             for strategy, detector in runs:
                 maps, secs = {}, {}

@@ -35,29 +35,6 @@ from train_default import PAPER_BUDGET as FULL  # noqa: E402
 RULE_TOLERANCE = 0.001
 
 
-class Printer:
-    def __init__(self, tag):
-        self.tag = tag
-
-    def __call__(self, message):
-        print(f"[{self.tag} {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def feedback(tag):
-    from fers.feedback import Feedback
-
-    say = Printer(tag)
-
-    class F(Feedback):
-        def info(self, message):
-            say(message)
-
-        def warn(self, message):
-            say("warning: " + message)
-
-    return F()
-
-
 def candidate(job):
     """One training job in its own process: (bands, name, work folder, device, threads, full recipe)."""
     bands, name, work, device, threads, full = job
@@ -77,12 +54,12 @@ def candidate(job):
         if name == "full":
             s1 = os.path.join(work, f"stage1-{bands}-full.pt")
             train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{td.LAYER1}", device=device,
-                           band_stretch=stretch, feedback=feedback(tag), trunk="wide_resnet50_2", **full)
+                           band_stretch=stretch, feedback=td.printer(tag), trunk="wide_resnet50_2", **full)
             teacher = s1
         t1 = time.time()
         out = os.path.join(work, f"fers-aviris-{bands}-{name}.pt")
         train_spatial(sources, out, teacher=teacher, backbone_weights="random", device=device, band_stretch=stretch,
-                      feedback=feedback(tag), **full)
+                      feedback=td.printer(tag), **full)
         return {"bands": bands, "name": name, "path": out, "stage1_s": round(t1 - t0, 1),
                 "stage2_s": round(time.time() - t1, 1)}
     except Exception as e:  # reported, the other candidates go on
@@ -93,19 +70,16 @@ def candidate(job):
 def background_figures(path, bands):
     """Mean AUC over the background-anomalies group for spectral, fusion A and B (and RX), per scene too."""
     import numpy as np
-    from bench_accuracy import GROUPS, scene_data, timed_auc
+    from bench_accuracy import GROUPS, scaled_bands, scene_data, timed_auc
     from fers.checkpoint import load_model
-    from fers.preprocess import scale_cube
 
     model = load_model(path)
     per = {}
     for name in GROUPS["background anomalies"]:
-        src, gt, gt_valid = scene_data(name)
-        if src.band_count < bands:
+        scaled = scaled_bands(scene_data(name), bands)
+        if scaled is None:
             continue
-        cube, valid = src.read(range(bands))
-        valid &= gt_valid
-        cube, _ = scale_cube(cube, valid)
+        cube, valid, gt = scaled
         per[name] = {label: round(timed_auc(cube, valid, gt, s, model if s != "none" else None)[0], 6)
                      for s, label in (("none", "RX"), ("spectral", "spectral"), ("multiplicative", "A"),
                                       ("additive", "B"))}

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 import torch
 
@@ -104,28 +105,37 @@ def compact(src, dst):
     return save_checkpoint(dst, obj["kind"], meta, spe_fen=obj["spe_fen"], spa_fen=spa)
 
 
-def train(bands, out_dir, device):
+def printer(tag=""):
+    """A Feedback that prints the trainers' messages (prefixed with ``tag`` and the time when given)."""
     from fers.feedback import Feedback
-    from fers.train.stage1 import train_spectral
-    from fers.train.stage2 import train_spatial
+
+    def say(message):
+        print(f"[{tag} {time.strftime('%H:%M:%S')}] {message}" if tag else message, flush=True)
 
     class Printer(Feedback):
         def info(self, message):
-            print(message, flush=True)
+            say(message)
 
         def warn(self, message):
-            print("warning: " + message, flush=True)
+            say("warning: " + message)
+
+    return Printer()
+
+
+def train(bands, out_dir, device):
+    from fers.train.stage1 import train_spectral
+    from fers.train.stage2 import train_spatial
 
     stretch = RECIPE[bands].get("band_stretch", 0.0)
     sources = sources_for(bands, stretch)
     s1 = os.path.join(out_dir, f"stage1-{bands}.pt")
     if not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
         train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
-                       band_stretch=stretch, feedback=Printer(), **RECIPE[bands]["stage1"])
+                       band_stretch=stretch, feedback=printer(), **RECIPE[bands]["stage1"])
     s2 = os.path.join(out_dir, f"fers-aviris-{bands}-full.pt")
     if not os.path.exists(s2) or os.path.exists(s2 + ".resume.pt"):
         train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, band_stretch=stretch,
-                      feedback=Printer(), **RECIPE[bands]["stage2"])
+                      feedback=printer(), **RECIPE[bands]["stage2"])
     return sources, s1, s2
 
 

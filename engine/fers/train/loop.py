@@ -294,7 +294,7 @@ class Trainer:
             self._log({"event": "epoch", **rec})
             fb.info(f"epoch {epoch + 1}: train loss {train['total']:.5f}, validation loss {val:.5f}")
             self._save_resume(epoch + 1, history, best)
-        if best is None and history["epochs"] and all(e.get("degenerate") for e in history["epochs"]):
+        if best is None and history["epochs"]:  # every epoch was degenerate: any other would have been kept
             raise ModelError(f"{self.task.name}: every epoch gave a degenerate model ({history['epochs'][-1]['degenerate']}); "
                              "no model was written: train with a lower learning rate, another seed or fewer epochs")
         if best is not None:
