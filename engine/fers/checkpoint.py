@@ -102,7 +102,9 @@ class FersModel:
         return int(self.meta["bands"])
 
     def describe(self) -> str:
-        branches = " + ".join(n for n, m in (("Spe-FEN", self.spe), ("Spa-FEN", self.spa)) if m is not None)
+        k = getattr(self.spe, "members", 1)
+        spe = f"Spe-FEN ensemble of {k}" if k > 1 else "Spe-FEN"
+        branches = " + ".join(n for n, m in ((spe, self.spe), ("Spa-FEN", self.spa)) if m is not None)
         return f"{os.path.basename(self.source.rstrip('/'))} ({branches}, {self.bands} bands)"
 
     def to(self, device: str) -> "FersModel":
@@ -113,12 +115,20 @@ class FersModel:
 
 
 def spefen_from_state(state: dict, meta: dict, path: str):
+    """A SpeFEN, or a SpeFENEnsemble when the state holds several CWL/FPL pairs (``cwls.K.*``, ``fpls.K.*``)."""
     from .backbones import load_state_strict
-    from .spectral.model import SpeFEN
+    from .spectral.model import SpeFEN, SpeFENEnsemble
 
     bands = int(meta["bands"])
-    hidden = int(state["fpl.conv1.weight"].shape[0]) if "fpl.conv1.weight" in state else None
-    net = SpeFEN(bands, hidden=hidden)
+    members = len({k.split(".")[1] for k in state if k.startswith("cwls.")})
+    if members:
+        hidden = int(state["fpls.0.conv1.weight"].shape[0]) if "fpls.0.conv1.weight" in state else None
+        net = SpeFENEnsemble(bands, members, hidden=hidden) if members > 1 else None
+        if net is None:
+            raise ModelError(f"{path} (Spe-FEN ensemble) holds a single member; save it as a plain Spe-FEN")
+    else:
+        hidden = int(state["fpl.conv1.weight"].shape[0]) if "fpl.conv1.weight" in state else None
+        net = SpeFEN(bands, hidden=hidden)
     load_state_strict(net, state, f"{path} (Spe-FEN)")
     return net.eval()
 
@@ -146,6 +156,40 @@ def load_model(path: str) -> FersModel:
 
         spa = spafen_from_state(obj["spa_fen"], meta, path)
     return FersModel(spe=spe, spa=spa, meta=meta, source=path)
+
+
+def spe_record(meta: dict) -> dict:
+    """How a model's Spe-FEN was made: trunk, weights, training and losses; a stage-2 (FERS) file keeps its
+    Spe-FEN's record under ``teacher_*`` (its own ``training`` is the Spa-FEN's)."""
+    pre = "teacher_" if meta.get("stage") == 2 else ""
+    out = {k: meta[k] for k in ("trunk", "backbone_weights") if k in meta}
+    out.update({k: meta[pre + k] for k in ("training", "losses") if pre + k in meta})
+    return out
+
+
+def ensemble(paths, output: str) -> str:
+    """One 'spe-fen' checkpoint whose Spe-FEN averages the F_spe of the given models' Spe-FENs
+    (``SpeFENEnsemble``): a stage-2 teacher or a model of its own. The members' training records
+    travel in the metadata (``ensemble``); the first member's metadata is the file's."""
+    from .spectral.model import SpeFEN, SpeFENEnsemble
+
+    if len(paths) < 2:
+        raise ModelError(f"an ensemble needs at least 2 models, got {len(paths)}")
+    models = [load_model(p) for p in paths]
+    for m, p in zip(models, paths):
+        if not isinstance(m.spe, SpeFEN):
+            raise ModelError(f"{p} holds {'no Spe-FEN' if m.spe is None else 'an ensemble already'}; "
+                             "ensemble members must be single Spe-FENs")
+        if m.meta.get("band_indices") != models[0].meta.get("band_indices"):
+            raise ModelError(f"{p} uses other bands than {paths[0]}: ensemble members must share their bands")
+    net = SpeFENEnsemble.from_members([m.spe for m in models], [os.fspath(p) for p in paths])
+    members = [dict(spe_record(m.meta), file=os.path.basename(os.fspath(p))) for m, p in zip(models, paths)]
+    meta = {k: v for k, v in models[0].meta.items()
+            if k not in ("pruned_from", "created", "engine_version", "stage", "teacher", "training", "losses")
+            and not k.startswith(("spa_", "teacher_", "frozen_backbone", "adapt_bn"))}
+    meta.update(spe_record(models[0].meta), stage=1)
+    meta["ensemble"] = members
+    return save_checkpoint(output, "spe-fen", meta, spe_fen=net.state_dict())
 
 
 def prune(path: str, output: str) -> str:

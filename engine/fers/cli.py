@@ -100,6 +100,14 @@ def cmd_enhance(args, fb):
     print(res["output"])
 
 
+def cmd_ensemble(args, fb):
+    from .checkpoint import ensemble, load_model
+
+    out = ensemble(args.models, args.output)
+    fb.info(f"wrote {load_model(out).describe()}")
+    print(out)
+
+
 def cmd_prune(args, fb):
     from .checkpoint import prune
 
@@ -252,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint")
     pr.add_argument("output")
     pr.set_defaults(func=cmd_prune)
+
+    es = sub.add_parser("ensemble", parents=[common],
+                        help="one Spe-FEN that averages the F_spe of several (seed) Spe-FENs: a model or a teacher")
+    es.add_argument("models", nargs="+", help="two or more checkpoints with single Spe-FENs of the same bands")
+    es.add_argument("-o", "--output", required=True, help="the ensemble checkpoint to write")
+    es.set_defaults(func=cmd_ensemble)
 
     bm = sub.add_parser("benchmark", parents=[common],
                         help="the paper's protocol over many scenes: AUC and seconds per scene × bands × strategy")

@@ -111,16 +111,18 @@ def spefen_tiled(spe, cube: torch.Tensor, tile: int, add_to: Optional[torch.Tens
     # channels-last: every layer is a 1×1 or 3×3 conv over 64–256 channels, which oneDNN (and cuDNN) run
     # fastest with channels innermost (1.6× on the CPU here); the weights are converted once, in place
     spe.to(memory_format=torch.channels_last)
-    conv, layer1 = spe.cwl.convh, inference_layer1(spe, cube.device)
+    layer1, branches = inference_layer1(spe, cube.device), spe.branches()
     for i, (r0, r1, c0, c1) in enumerate(work):
         if feedback is not None:
             feedback.check()
         rows = reflect_indices(r0 - PAD, r1 + PAD, height).to(cube.device)
         cols = reflect_indices(c0 - PAD, c1 + PAD, width).to(cube.device)
         x = cube.index_select(1, rows).index_select(2, cols)[None].contiguous(memory_format=torch.channels_last)
-        # the CWL's 1×1 conv on the haloed tile = the CWL on the padded image, cut to this window
-        f = spe.fpl(crop(layer1(conv(x)), r1 - r0, c1 - c0))[0]
-        out[:, r0:r1, c0:c1] += f
+        # the CWL's 1×1 conv on the haloed tile = the CWL on the padded image, cut to this window;
+        # an ensemble's members run one after another, so a tile's activations are those of one Spe-FEN
+        for conv, fpl in branches:
+            f = fpl(crop(layer1(conv(x)), r1 - r0, c1 - c0))[0]
+            out[:, r0:r1, c0:c1] += f.div_(len(branches)) if len(branches) > 1 else f
         if feedback is not None:
             feedback.progress((i + 1) / len(work), f"spectral features, tile {i + 1}/{len(work)}")
     return out

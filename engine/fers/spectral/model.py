@@ -319,10 +319,83 @@ class SpeFEN(nn.Module):
         self.layer1.eval()
         return self
 
+    def branches(self) -> List[tuple]:
+        """The (CWL conv, FPL) pairs around the shared layer1: one here, K in a SpeFENEnsemble."""
+        return [(self.cwl.convh, self.fpl)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_cube(x, self.bands, "Spe-FEN")
         # stride 1 and receptive-field radius 3 < PAD: no multiple-of-8 padding needed here
         return self.fpl(crop(self.layer1(self.cwl(x)), x.shape[2], x.shape[3]))
+
+
+class SpeFENEnsemble(nn.Module):
+    """K Spe-FENs trained with different seeds, one frozen layer1: F_spe = mean_k FPL_k(layer1(CWL_k(H))).
+
+    Beyond the paper. With seven small background scenes one stage-1 run is one draw
+    (its seed fixes the initial weights, the random frozen layer2/3 of the training trunk
+    and the patch order); averaging the members' F_spe cuts that variance without new
+    data. Only the CWL and FPL differ between members (layer1 is the same frozen ImageNet
+    layer1 in every run), so it is stored and run once per pixel per member, not K copies.
+    Drop-in for SpeFEN: same ``bands``, ``layer1``, ``branches()`` and output.
+    """
+
+    def __init__(self, bands: int, members: int, hidden: Optional[int] = None, *,
+                 layer1: Optional[nn.Module] = None):
+        super().__init__()
+        if members < 2:
+            raise ModelError(f"a Spe-FEN ensemble needs at least 2 members, got {members}")
+        self.bands = bands
+        self.cwls = nn.ModuleList([CWL(bands) for _ in range(members)])
+        self.layer1 = layer1 if layer1 is not None else backbones.wide_resnet101_2(stem=False, depth=1).layer1
+        _freeze_eval_trunk(self.layer1)
+        self.fpls = nn.ModuleList([FPL(bands, hidden) for _ in range(members)])
+
+    @classmethod
+    def from_members(cls, nets: List[SpeFEN], names: Optional[List[str]] = None) -> "SpeFENEnsemble":
+        """An ensemble of trained Spe-FENs (weights copied); they must share bands, FPL width and layer1."""
+        names = names or [f"member {i + 1}" for i in range(len(nets))]
+        first = nets[0]
+        ref = first.layer1.state_dict()
+        for net, name in zip(nets[1:], names[1:]):
+            if net.bands != first.bands or net.hidden != first.hidden:
+                raise ModelError(f"{name} has {net.bands} bands / FPL width {net.hidden}, {names[0]} "
+                                 f"{first.bands} / {first.hidden}: ensemble members must match")
+            other = net.layer1.state_dict()
+            if any(not torch.equal(ref[k], other[k]) for k in ref):
+                raise ModelError(f"{name} has a different layer1 than {names[0]}: ensemble members must share "
+                                 "the frozen layer1 (train them from the same backbone weights)")
+        out = cls(first.bands, len(nets), first.hidden)
+        out.layer1.load_state_dict(ref)
+        for k, net in enumerate(nets):
+            out.cwls[k].load_state_dict(net.cwl.state_dict())
+            out.fpls[k].load_state_dict(net.fpl.state_dict())
+        return out.eval()
+
+    @property
+    def hidden(self) -> int:
+        return self.fpls[0].conv1.out_channels
+
+    @property
+    def members(self) -> int:
+        return len(self.cwls)
+
+    def train(self, mode: bool = True) -> "SpeFENEnsemble":
+        super().train(mode)
+        self.layer1.eval()
+        return self
+
+    def branches(self) -> List[tuple]:
+        return [(c.convh, f) for c, f in zip(self.cwls, self.fpls)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_cube(x, self.bands, "Spe-FEN ensemble")
+        rows, cols = x.shape[2], x.shape[3]
+        out = None
+        for cwl, fpl in zip(self.cwls, self.fpls):
+            f = fpl(crop(self.layer1(cwl(x)), rows, cols))
+            out = f if out is None else out.add_(f)
+        return out.div_(len(self.cwls))
 
 
 REFERENCE_FILES = ("convh.pt", "enc.pt", "pc.pt")

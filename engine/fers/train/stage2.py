@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..checkpoint import load_model, save_checkpoint
+from ..checkpoint import load_model, save_checkpoint, spe_record
 from ..device import resolve_device
 from ..errors import InputError
 from ..feedback import Feedback
@@ -137,10 +137,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
         meta = {k: v for k, v in model.meta.items() if k not in ("training", "losses", "created", "engine_version")}
         # the Spe-FEN's own training record: a stage-1 teacher's "training", but a FERS (stage-2) teacher's
         # "teacher_training" (its "training" describes the Spa-FEN this run replaces)
-        spe_record = "teacher_" if model.meta.get("stage") == 2 else ""
-        for key in ("training", "losses"):
-            if spe_record + key in model.meta:
-                meta["teacher_" + key] = model.meta[spe_record + key]
+        meta.update({"teacher_" + k: v for k, v in spe_record(model.meta).items() if k in ("training", "losses")})
         meta.update({
             "bands": n_bands, "band_indices": band_indices, "wavelengths": model.meta.get("wavelengths"),
             "fpl_hidden": int(spe.hidden), "stage": 2,
