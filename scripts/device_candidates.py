@@ -8,6 +8,8 @@ HAD100's 60 epochs of ~256 patches):
 
 - ``s2full``: the bundled model's Spe-FEN as teacher, stage 2 at full size;
 - ``full``:   stage 1 at full size (same data, trunk, seed), then stage 2 at full size;
+- ``ensemble``: the bundled Spe-FEN and three more seeds of its stage-1 recipe as one Spe-FEN ensemble
+  (fers.spectral.SpeFENEnsemble), then stage 2 at full size against it;
 
 and scores each, with the bundled model as baseline, on the only ground truth allowed to choose:
 the background scenes' own masked anomalies (bench/bench_accuracy.py, group "background
@@ -33,11 +35,12 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from train_default import PAPER_BUDGET as FULL  # noqa: E402
 RULE_TOLERANCE = 0.001
+ENSEMBLE_SEEDS = [10, 11, 12, 13]
 
 
 def candidate(job):
-    """One training job in its own process: (bands, name, work folder, device, threads, full recipe)."""
-    bands, name, work, device, threads, full = job
+    """One training job in its own process: (bands, name, work folder, device, threads, full recipe, tiny)."""
+    bands, name, work, device, threads, full, tiny = job
     import torch
 
     torch.set_num_threads(threads)
@@ -51,7 +54,13 @@ def candidate(job):
         sources = td.sources_for(bands, stretch)
         teacher = os.path.join(REPO, "resources", "models", f"fers-aviris-{bands}.pt")
         t0 = time.time()
-        if name == "full":
+        if name == "ensemble":
+            # seeds 11-13 of the bundled stage-1 recipe beside the bundled Spe-FEN (seed 10), joined into a
+            # Spe-FEN ensemble (bench/ensemble_candidates.py), then stage 2 at full size against it
+            teacher = td.stage1_runs(bands, work, device, sources, stretch, seeds=ENSEMBLE_SEEDS,
+                                     reuse={ENSEMBLE_SEEDS[0]: teacher},
+                                     **(dict(epochs=1, steps_per_epoch=1, batch=2) if tiny else {}))
+        elif name == "full":
             s1 = os.path.join(work, f"stage1-{bands}-full.pt")
             train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{td.LAYER1}", device=device,
                            band_stretch=stretch, feedback=td.printer(tag), trunk="wide_resnet50_2", **full)
@@ -109,7 +118,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default=os.path.join(REPO, "runs", "device"))
     ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
-    ap.add_argument("--names", nargs="*", default=["full", "s2full"], choices=["full", "s2full"])
+    ap.add_argument("--names", nargs="*", default=["full", "s2full"], choices=["full", "s2full", "ensemble"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=3)
     ap.add_argument("--deadline-s", type=float, default=1e9, help="training wall-clock limit for all candidates")
@@ -128,7 +137,7 @@ def main():
         traceback.print_exc()
         report["batched"] = f"{type(e).__name__}: {e}"
     full = dict(FULL, epochs=2, steps_per_epoch=2, batch=4) if args.tiny else FULL
-    jobs = [(b, n, args.work, device, args.threads, full) for b in args.bands for n in args.names]
+    jobs = [(b, n, args.work, device, args.threads, full, args.tiny) for b in args.bands for n in args.names]
     t0 = time.time()
     results = []
     with mp.get_context("spawn").Pool(len(jobs)) as pool:

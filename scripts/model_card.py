@@ -54,6 +54,8 @@ def main(model_path, facts_path, csv_path, out_path):
     facts = json.load(open(facts_path))
     bands = int(meta["bands"])
     tr, ttr = meta["training"], meta.get("teacher_training", {})
+    members = meta.get("ensemble") or []
+    seeds = [m.get("training", {}).get("seed") for m in members]
     name = os.path.splitext(os.path.basename(model_path))[0]
     size = os.path.getsize(model_path) / 1e6
     lines = [
@@ -79,6 +81,10 @@ def main(model_path, facts_path, csv_path, out_path):
         "",
         "## Networks and weights",
         "",
+        *([f"- Spe-FEN ensemble of {len(members)} (beyond the paper): stage 1 run {len(members)} times with seeds "
+           f"{', '.join(map(str, seeds))}, everything else equal; F_spe is the mean of the runs' F_spe (the CWL and "
+           "FPL differ, the frozen layer1 is shared and stored once). With seven small background scenes one run "
+           "is one draw; the seed-to-seed spread is in 'Changes' below."] if members else []),
         f"- Spe-FEN (stage 1, FERD reverse distillation): CWL → frozen `layer1` → FPL. Training trunk "
         f"`{meta.get('trunk', 'wide_resnet50_2')}`; weights: {short(meta.get('backbone_weights'))}. Only `layer1` reaches "
         "the Spe-FEN: it is the ImageNet `layer1` of torchvision's Wide-ResNet-101-2 as carried by the FERS "
@@ -94,7 +100,9 @@ def main(model_path, facts_path, csv_path, out_path):
         "",
         f"- Stage 1: {ttr.get('epochs')} epochs × {ttr.get('steps_per_epoch')} steps, batch {ttr.get('batch')}, "
         f"64×64 patches with flips/rotations, Adam lr {ttr.get('lr')} betas {ttr.get('betas')}, seed "
-        f"{ttr.get('seed')}; selected epoch {ttr.get('selected_epoch')} ({ttr.get('selection')}).",
+        + (f"{', '.join(map(str, seeds))} (one run each); selected epochs "
+         f"{', '.join(str(m.get('training', {}).get('selected_epoch')) for m in members)} ({ttr.get('selection')})."
+         if members else f"{ttr.get('seed')}; selected epoch {ttr.get('selected_epoch')} ({ttr.get('selection')})."),
         f"- Stage 2: {tr['epochs']} epochs × {tr['steps_per_epoch']} steps, batch {tr['batch']}, Adam lr {tr['lr']} "
         f"betas {tr['betas']}, seed {tr['seed']}, loss weights {tr.get('loss_weights')}; selected epoch "
         f"{tr['selected_epoch']} ({tr['selection']})"
@@ -102,8 +110,10 @@ def main(model_path, facts_path, csv_path, out_path):
            "never eligible." if tr.get("collapsed_epochs") else "."),
         f"- Hardware: {facts['hardware']}.",
         *([f"- Changes from the first release: {facts['changes']}"] if facts.get("changes") else []),
-        f"- Validation loss: stage 1 {meta.get('teacher_losses', {}).get('best_val')}, "
-        f"stage 2 {meta.get('losses', {}).get('best_val')}.",
+        f"- Validation loss: stage 1 "
+        + (", ".join(f"{m.get('losses', {}).get('best_val'):.4f}" for m in members) if members
+           else f"{meta.get('teacher_losses', {}).get('best_val')}") + ", "
+        f"stage 2 {meta.get('losses', {}).get('best_val'):.4f}.",
         "",
         f"## ROC AUC, first {bands} bands (`make bench-accuracy`)",
         "",

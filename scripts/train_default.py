@@ -43,7 +43,9 @@ PAPER_BUDGET = dict(epochs=60, steps_per_epoch=16, batch=16, lr=0.005, seed=10, 
 # Stage 2 runs at the paper's budget: 960 steps of batch 16, about 1.5 h (100 bands) and 4 h (200 bands) on
 # two CPU cores, 50 s and 81 s on an NVIDIA H100.
 RECIPE = {
-    100: {"stage1": dict(trunk="wide_resnet50_2", epochs=12, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
+    # 100 bands: a Spe-FEN ensemble of four stage-1 seeds (fers.spectral.SpeFENEnsemble, CHANGES v4)
+    100: {"stage1": dict(trunk="wide_resnet50_2", epochs=12, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64,
+                         seeds=[10, 11, 12, 13]),
           "stage2": PAPER_BUDGET},
     200: {"band_stretch": 0.1,  # both stages: the Spa-FEN trains on the scenes its teacher saw
           "stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
@@ -57,11 +59,24 @@ RECIPE = {
 # v3's candidates were trained on a lent GPU by scripts/device_candidates.py, which applies the same rule.
 CHANGES = {
     100: "v2: stage 1 trained 12 × 8 steps instead of 6 × 8 (background-anomaly A 0.9965 → 0.9965; paper set "
-         "A 0.9727 → 0.9719, B 0.9718 → 0.9720). v3 (this model): stage 2 at the paper's budget, 60 epochs × 16 "
+         "A 0.9727 → 0.9719, B 0.9718 → 0.9720). v3: stage 2 at the paper's budget, 60 epochs × 16 "
          "steps of batch 16 instead of 5 × 8 of batch 8, on an NVIDIA H100 (50 s). Measured v2 → v3: "
          "background-anomaly A 0.9965 → 0.9964 (within the 0.001 the recipe rule allows); paper set A 0.9719 → 0.9716, "
          "B 0.9720 → 0.9715; other held-out A 0.9689 → 0.9674, B 0.9634 → 0.9617. Tried, not shipped: stage 1 "
-         "at the paper's budget too (227 s on the H100): background-anomaly A 0.9961.",
+         "at the paper's budget too (227 s on the H100): background-anomaly A 0.9961. v4 (this model): the Spe-FEN is "
+         "an ensemble of four stage-1 runs, seeds 10-13 of the same recipe (seed 10 is v3's Spe-FEN; seeds 11-13 "
+         "trained on an NVIDIA H100, 81 s), F_spe averaged, and stage 2 retrained against it at the paper's budget "
+         "(41 s). Why: seven seeds of the v3 recipe (10 and 11-16, scripts/device_seeds.py, "
+         "bench/ensemble_candidates.py) spread by ±0.0006 (100 bands) and ±0.0016 (200) in background-anomaly "
+         "spectral AUC, more than the 0.001 the recipe rule decides on (on the paper set, looked at only after the "
+         "decision: ±0.0017 and ±0.0030). Rules fixed "
+         "before any figure: the ensemble of seeds 10-13 could replace the single Spe-FEN if its background-anomaly "
+         "spectral mean fell by at most 0.001 (0.9951 → 0.9944: kept; at 200 bands 0.9957 → 0.9938: refused, so "
+         "the 200-band model stays single). The shipped seeds 11-13 are new runs of that recipe, and the finished "
+         "model passed the fusion-A rule above (0.9964 → 0.9966). "
+         "Measured v3 → v4: paper set spectral 0.9709 → 0.9737, A 0.9716 → 0.9757, B 0.9715 → 0.9734; other "
+         "held-out A 0.9674 → 0.9688, B 0.9617 → 0.9607. Cost: the Spe-FEN runs four times: fusion B on a "
+         "100×100×100 scene 0.20 → 0.57 s on two CPU cores. Size +0.6 MB (layer1 is stored once).",
     200: "v2: band stretch 0.1 adds abu-beach-1, abu-beach-3, jasperRidge2_R198 (training) and "
          "Rcuprite50x90x188 (validation, a held-out scene instead of patches of the training scenes) to "
          "abu-urban-1/2 (background-anomaly A 0.9942 → 0.9966; paper set A 0.9535 → 0.9475, B 0.9595 → 0.9552). "
@@ -71,7 +86,10 @@ CHANGES = {
          "spectral), so stage 2 now never selects one, and this model is the best epoch before the collapse. "
          "Measured v2 → v3: background-anomaly A 0.9966 → 0.9965 (within the 0.001 the recipe rule allows); paper set "
          "A 0.9475 → 0.9473, B 0.9552 → 0.9556; other held-out A 0.9754 → 0.9753, B 0.9693 → 0.9688. Tried, "
-         "not shipped: stage 1 at the paper's budget too (238 s on the H100): background-anomaly A 0.9954.",
+         "not shipped: stage 1 at the paper's budget too (238 s on the H100): background-anomaly A 0.9954; and (v4 "
+         "of the 100-band model) a Spe-FEN ensemble of seeds 10-13 of the stage-1 recipe: background-anomaly "
+         "spectral 0.9957 → 0.9938, refused by the rule fixed beforehand (at most 0.001 lower); seeds 10-16 alone "
+         "spread by ±0.0016 there.",
 }
 
 
@@ -123,20 +141,42 @@ def printer(tag=""):
 
 
 def train(bands, out_dir, device):
-    from fers.train.stage1 import train_spectral
     from fers.train.stage2 import train_spatial
 
     stretch = RECIPE[bands].get("band_stretch", 0.0)
     sources = sources_for(bands, stretch)
-    s1 = os.path.join(out_dir, f"stage1-{bands}.pt")
-    if not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
-        train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
-                       band_stretch=stretch, feedback=printer(), **RECIPE[bands]["stage1"])
+    s1 = stage1_runs(bands, out_dir, device, sources, stretch)
     s2 = os.path.join(out_dir, f"fers-aviris-{bands}-full.pt")
     if not os.path.exists(s2) or os.path.exists(s2 + ".resume.pt"):
         train_spatial(sources, s2, teacher=s1, backbone_weights="random", device=device, band_stretch=stretch,
                       feedback=printer(), **RECIPE[bands]["stage2"])
     return sources, s1, s2
+
+
+def stage1_runs(bands, out_dir, device, sources, stretch, seeds=None, reuse=None, **override):
+    """Stage 1 once per seed of the recipe (``seeds``, else its ``seeds`` or its one ``seed``); several runs
+    are joined into one Spe-FEN ensemble (fers.checkpoint.ensemble). ``reuse``: {seed: a model file whose
+    Spe-FEN is that seed's run}, not trained again; ``override``: recipe values to change (tiny trial runs).
+    Returns the teacher file for stage 2."""
+    from fers.checkpoint import ensemble
+    from fers.train.stage1 import train_spectral
+
+    recipe = dict(RECIPE[bands]["stage1"], **override)
+    seeds = seeds or recipe.get("seeds") or [recipe["seed"]]
+    recipe.pop("seeds", None)
+    files = []
+    for seed in seeds:
+        # the first seed keeps the single-run name, so that earlier runs resume or are reused
+        s1 = os.path.join(out_dir, f"stage1-{bands}.pt" if seed == seeds[0] else f"stage1-{bands}-s{seed}.pt")
+        if reuse and seed in reuse:
+            s1 = reuse[seed]
+        elif not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
+            train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
+                           band_stretch=stretch, feedback=printer(f"{bands}/s{seed}"), **dict(recipe, seed=seed))
+        files.append(s1)
+    if len(files) == 1:
+        return files[0]
+    return ensemble(files, os.path.join(out_dir, f"spe-fen-{bands}-ensemble.pt"))
 
 
 def main():

@@ -1,0 +1,81 @@
+"""Seed ensembles of the bundled Spe-FEN: RX(H + mean_k F_spe^k), scored per group.
+
+Members: the bundled model's Spe-FEN (seed 10) and the extra seeds that
+scripts/device_seeds.py trained with the same recipe (runs/seeds/seeds-<bands>.pt).
+
+Rule, fixed before any figure was seen: the ensemble of the bundled Spe-FEN and seeds
+11-13 (K = 4: a Spe-FEN pass costs a fraction of a fusion run, four of them stay below the
+Spa-FEN's cost) may replace the single Spe-FEN when its spectral mean on the background
+scenes' own masked anomalies (group "background anomalies", the only ground truth that
+chooses) is not more than 0.001 below the single Spe-FEN's. K = 7 and every single seed are
+printed too, to show the seed-to-seed spread; they choose nothing.
+
+``--groups`` defaults to the selection group; the evaluation groups are for reporting.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO  # noqa: E402
+
+import torch  # noqa: E402
+from bench_accuracy import GROUPS, scaled_bands, scene_data  # noqa: E402
+from fers.checkpoint import load_model, spefen_from_state  # noqa: E402
+from fers.detect.rx import rx  # noqa: E402
+from fers.metrics import roc_auc  # noqa: E402
+from fers.pipeline import enhance_features  # noqa: E402
+
+ENSEMBLES = {"K4": [10, 11, 12, 13], "K7": [10, 11, 12, 13, 14, 15, 16]}
+
+
+def members(bands, seeds_file):
+    bundled = load_model(f"fers-aviris-{bands}")
+    base = bundled.spe.state_dict()
+    out = {10: bundled.spe}
+    for seed, state in torch.load(seeds_file, weights_only=True).items():
+        out[int(seed)] = spefen_from_state(dict(base, **state), bundled.meta, f"seed {seed}")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
+    ap.add_argument("--groups", nargs="*", default=["background anomalies"])
+    ap.add_argument("--seeds", default=os.path.join(REPO, "runs", "seeds"))
+    ap.add_argument("--out", default=os.path.join(REPO, "runs", "seeds", "ensembles.json"))
+    args = ap.parse_args()
+    table = {}
+    for b in args.bands:
+        nets = members(b, os.path.join(args.seeds, f"seeds-{b}.pt"))
+        for group in args.groups:
+            for name in GROUPS[group]:
+                scaled = scaled_bands(scene_data(name), b)
+                if scaled is None:
+                    continue
+                cube, valid, gt = scaled
+                feats = {s: enhance_features(cube, type("M", (), {"spe": n})(), True, False, "cpu")[0]
+                         for s, n in nets.items()}
+                row = {}
+                for label, seeds in [(f"s{s}", [s]) for s in sorted(feats)] + list(ENSEMBLES.items()):
+                    h = (cube + np.mean([feats[s] for s in seeds], axis=0)).astype(np.float32)
+                    scores = rx(h, valid)[0]
+                    row[label] = round(roc_auc(scores, gt, valid & np.isfinite(scores)), 6)
+                table.setdefault(str(b), {}).setdefault(group, {})[name] = row
+                print(f"{b} {group} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+            rows = table[str(b)][group].values()
+            means = {k: float(np.mean([r[k] for r in rows])) for k in next(iter(rows))}
+            table[str(b)][group]["mean"] = {k: round(v, 6) for k, v in means.items()}
+            singles = [v for k, v in means.items() if k.startswith("s")]
+            print(f"{b} {group} MEAN: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
+                  + f" | single seeds {np.mean(singles):.4f} ± {np.std(singles, ddof=1):.4f}", flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(table, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Seed-ensemble candidates for the bundled Spe-FENs, trained once on a lent GPU.
+
+With seven small background scenes, one stage-1 run is one draw: its seed fixes the
+initial weights, the random frozen layer2/3 of the training trunk and the order of the
+patches. Averaging the F_spe of several independently seeded Spe-FENs is the textbook
+way to cut that variance without any new data or any choice made on ground truth.
+
+This script trains, per band count, stage 1 again with the bundled recipe
+(train_default.RECIPE[bands]["stage1"]) for each seed of --seeds and keeps what differs
+between the runs: the trained CWL and FPL (layer1 is the authors' ImageNet layer1 in
+every run, frozen). Everything goes into one file, ``seeds-<bands>.pt``
+({seed: {state key: tensor}}, cwl.* and fpl.* only), small enough to come back from the
+device machine; ``bench/ensemble_candidates.py`` rebuilds the Spe-FENs and scores them.
+Evaluation scenes are never read here.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "engine"))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+
+def job(args):
+    bands, seed, work, device, threads, tiny = args
+    import torch
+
+    torch.set_num_threads(threads)
+    import train_default as td
+    from fers.checkpoint import read_checkpoint
+    from fers.train.stage1 import train_spectral
+
+    try:
+        stretch = td.RECIPE[bands].get("band_stretch", 0.0)
+        recipe = dict(td.RECIPE[bands]["stage1"], seed=seed)
+        if tiny:
+            recipe.update(epochs=1, steps_per_epoch=1, batch=2)
+        out = os.path.join(work, f"stage1-{bands}-s{seed}.pt")
+        t0 = time.time()
+        train_spectral(td.sources_for(bands, stretch), out, bands=bands, backbone_weights=f"partial:{td.LAYER1}",
+                       device=device, band_stretch=stretch, feedback=td.printer(f"{bands}/s{seed}"), **recipe)
+        state = {k: v for k, v in read_checkpoint(out)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
+        return {"bands": bands, "seed": seed, "seconds": round(time.time() - t0, 1), "state": state}
+    except Exception as e:
+        traceback.print_exc()
+        return {"bands": bands, "seed": seed, "error": f"{type(e).__name__}: {e}"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default=os.path.join(REPO, "runs", "seeds"))
+    ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[11, 12, 13, 14])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tiny", action="store_true", help="one step only (to try this script on a CPU)")
+    args = ap.parse_args()
+    import torch
+    from fers.device import resolve_device
+
+    device = resolve_device(args.device)
+    os.makedirs(args.work, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    jobs = [(b, s, args.work, device, args.threads, args.tiny) for b in args.bands for s in args.seeds]
+    t0 = time.time()
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        results = pool.map(job, jobs)
+    report = {"device": device, "wall_s": round(time.time() - t0, 1), "runs": []}
+    for b in args.bands:
+        states = {r["seed"]: r["state"] for r in results if r["bands"] == b and "state" in r}
+        torch.save(states, os.path.join(args.out, f"seeds-{b}.pt"))
+    for r in results:
+        report["runs"].append({k: v for k, v in r.items() if k != "state"})
+    if device.startswith("cuda"):
+        report["hardware"] = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    with open(os.path.join(args.out, "seeds.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps(report, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
