@@ -129,3 +129,26 @@ def test_band_stretch_resamples_short_scenes_onto_the_model_bands():
                               200, 64, 0, band_stretch=0.1)
     assert data.summary["stretched_scenes"] == {"abu-beach-3.mat": 188} and data.val_names == ["abu-beach-3.mat"]
     assert data.summary["skipped_scenes"] == ["Moffet.mat"]  # 159 bands: beyond a 10 % stretch
+
+
+def test_spectral_jitter_is_a_smooth_per_band_gain_on_the_shifted_spectra():
+    """Each jittered patch is the plain patch (same seed, same window) times one gain per band on x + 0.1,
+    the gain smooth along the bands, of log-spread σ over many draws; 0 leaves patches untouched."""
+    from fers.train.data import PatchSampler, spectral_gain
+
+    scene = load_background(os.path.join(RAW, "abu-urban-1.mat"), 100, 32)
+    plain = PatchSampler([scene], 32, seed=5).batch(1)[0].astype(np.float64)
+    jittered = PatchSampler([scene], 32, seed=5, spectral_jitter=0.1).batch(1)[0].astype(np.float64)
+    ratio = (jittered + 0.1) / (plain + 0.1)  # (bands, rows, cols)
+    per_band = np.median(ratio, axis=(1, 2))
+    np.testing.assert_allclose(ratio, np.broadcast_to(per_band[:, None, None], ratio.shape), rtol=1e-4)
+    assert np.abs(np.log(per_band)).max() > 0.01  # a real change
+    assert np.abs(np.diff(np.log(per_band))).max() < 0.02  # neighbours move together
+    logs = np.log([spectral_gain(np.random.default_rng(i), 100, 0.1) for i in range(400)])
+    assert abs(logs.std() - 0.1) < 0.01 and abs(logs.mean()) < 0.01
+    assert np.array_equal(PatchSampler([scene], 32, seed=5, spectral_jitter=0.0).batch(1)[0], plain.astype(np.float32))
+    with pytest.raises(InputError, match="spectral jitter must be ≥ 0"):
+        PatchSampler([scene], 32, seed=5, spectral_jitter=-0.1)
+    data = prepare_background([os.path.join(RAW, n) for n in ("abu-urban-1.mat", "abu-beach-3.mat")], 100, 32, 0,
+                              spectral_jitter=0.1)
+    assert data.summary["spectral_jitter"] == 0.1 and data.train.jitter == 0.1

@@ -33,7 +33,7 @@ from ..errors import InputError, TooFewBandsError
 from ..feedback import Feedback
 from ..io import open_source
 from ..io.research import had100_scenes
-from ..preprocess import scale_cube, select_bands
+from ..preprocess import SCALE_HALF_RANGE, scale_cube, select_bands
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".mat", ".npy", ".dat", ".img", ".bsq", ".bil", ".bip", ".hdr", ".vrt")
 
@@ -121,11 +121,29 @@ def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, mar
                            src.band_count if stretch_to else 0)
 
 
-class PatchSampler:
-    """Random nodata-free patches with flips and 90° rotations, from a seeded generator."""
+def spectral_gain(rng: np.random.Generator, bands: int, sigma: float) -> np.ndarray:
+    """A smooth random gain curve over the bands: exp(σ·s), s a sum of three random cosines (periods of
+    2, 1 and 2/3 the band range) with unit variance, so that neighbouring bands move together."""
+    b = np.linspace(0.0, np.pi, bands)
+    k = np.arange(1, 4)[:, None]
+    s = (rng.standard_normal((3, 1)) * np.cos(k * b + rng.uniform(0, 2 * np.pi, (3, 1)))).sum(0) * np.sqrt(2 / 3)
+    return np.exp(sigma * s).astype(np.float32)
 
-    def __init__(self, scenes: List[BackgroundScene], patch: int, seed: int, augment: bool = True):
-        self.scenes, self.patch, self.augment = scenes, patch, augment
+
+class PatchSampler:
+    """Random nodata-free patches with flips and 90° rotations, from a seeded generator.
+
+    ``spectral_jitter`` σ > 0 (beyond the paper, off by default) multiplies each patch's spectra by a
+    smooth random gain curve (``spectral_gain``), applied to the scaled values shifted to start at 0
+    (x + 0.1, proportional to the radiance above the scene's minimum): scenes from other flights differ
+    from the few training scenes by such illumination, atmosphere and calibration shapes.
+    """
+
+    def __init__(self, scenes: List[BackgroundScene], patch: int, seed: int, augment: bool = True,
+                 spectral_jitter: float = 0.0):
+        if spectral_jitter < 0:
+            raise InputError(f"spectral jitter must be ≥ 0 (0 = off), got {spectral_jitter}")
+        self.scenes, self.patch, self.augment, self.jitter = scenes, patch, augment, float(spectral_jitter)
         self.rng = np.random.default_rng(seed)
         self.windows = []  # per scene: top-left corners of fully usable windows
         for s in scenes:
@@ -162,6 +180,9 @@ class PatchSampler:
                 if self.rng.integers(2):
                     x = x[:, :, ::-1]
             out[i] = x
+            if self.augment and self.jitter:
+                gain = spectral_gain(self.rng, self.bands, self.jitter)[:, None, None]
+                out[i] = (out[i] + SCALE_HALF_RANGE) * gain - SCALE_HALF_RANGE
         return out
 
     def get_state(self) -> dict:
@@ -187,7 +208,7 @@ class BackgroundData:
 
 def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val_sources: Optional[Sequence[str]] = None,
                        val_patches: int = 16, feedback: Optional[Feedback] = None,
-                       band_stretch: float = 0.0) -> BackgroundData:
+                       band_stretch: float = 0.0, spectral_jitter: float = 0.0) -> BackgroundData:
     """Load every background scene; hold out validation scenes (never test scenes).
 
     With ``val_sources`` given those scenes validate; otherwise, with 3 or more
@@ -223,14 +244,14 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
     if not held_out:
         feedback.warn("fewer than 3 background scenes: validation uses fixed patches of the training scenes")
         val_scenes = scenes
-    train = PatchSampler(scenes, patch, seed)
+    train = PatchSampler(scenes, patch, seed, spectral_jitter=spectral_jitter)
     val = fixed_patches(val_scenes, patch, val_patches, seed + 1)
     summary = {
         "train_scenes": [s.name for s in scenes], "val_scenes": [s.name for s in val_scenes] if held_out else [],
         "train_pixels": int(sum(s.usable.sum() for s in scenes)),
         "masked_anomaly_pixels": int(sum(s.masked_anomalies for s in scenes)),
         "patch": patch, "val_patches": int(len(val)), "val_held_out": held_out, "skipped_scenes": skipped,
-        "band_stretch": float(band_stretch),
+        "band_stretch": float(band_stretch), "spectral_jitter": float(spectral_jitter),
         "stretched_scenes": {s.name: s.stretched_from for s in scenes + val_scenes if s.stretched_from},
     }
     return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary)
