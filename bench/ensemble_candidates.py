@@ -32,10 +32,12 @@ from fers.pipeline import enhance_features  # noqa: E402
 ENSEMBLES = {"K4": [10, 11, 12, 13], "K7": [10, 11, 12, 13, 14, 15, 16]}
 
 
-def members(bands, seeds_file):
+def members(bands, seeds_file, seed10=None):
+    """{seed: Spe-FEN}: the seeds file's runs (layer1 from the bundled model, the same frozen layer1 in every
+    run) and, as seed 10, ``seed10``'s Spe-FEN when given (the bundled model's before it became an ensemble)."""
     bundled = load_model(f"fers-aviris-{bands}")
-    base = bundled.spe.state_dict()
-    out = {10: bundled.spe}
+    base = {k: v for k, v in bundled.spe.state_dict().items() if k.startswith("layer1.")}
+    out = {10: load_model(seed10).spe} if seed10 else {}
     for seed, state in torch.load(seeds_file, weights_only=True).items():
         out[int(seed)] = spefen_from_state(dict(base, **state), bundled.meta, f"seed {seed}")
     return out
@@ -46,11 +48,15 @@ def main():
     ap.add_argument("--bands", nargs="*", type=int, default=[100, 200])
     ap.add_argument("--groups", nargs="*", default=["background anomalies"])
     ap.add_argument("--seeds", default=os.path.join(REPO, "runs", "seeds"))
+    ap.add_argument("--tag", default="", help="seed files seeds-<bands><tag>.pt, e.g. -j0.1 (spectral jitter)")
+    ap.add_argument("--seed10", nargs="*", default=[], metavar="BANDS=MODEL",
+                    help="the model whose Spe-FEN is seed 10 (the v3 bundled models: git show d7e7245~1:...)")
     ap.add_argument("--out", default=os.path.join(REPO, "runs", "seeds", "ensembles.json"))
     args = ap.parse_args()
+    seed10 = dict(x.split("=", 1) for x in args.seed10)
     table = {}
     for b in args.bands:
-        nets = members(b, os.path.join(args.seeds, f"seeds-{b}.pt"))
+        nets = members(b, os.path.join(args.seeds, f"seeds-{b}{args.tag}.pt"), seed10.get(str(b)))
         for group in args.groups:
             for name in GROUPS[group]:
                 scaled = scaled_bands(scene_data(name), b)
@@ -60,7 +66,8 @@ def main():
                 feats = {s: enhance_features(cube, type("M", (), {"spe": n})(), True, False, "cpu")[0]
                          for s, n in nets.items()}
                 row = {}
-                for label, seeds in [(f"s{s}", [s]) for s in sorted(feats)] + list(ENSEMBLES.items()):
+                ensembles = [(k, v) for k, v in ENSEMBLES.items() if set(v) <= set(feats)]
+                for label, seeds in [(f"s{s}", [s]) for s in sorted(feats)] + ensembles:
                     h = (cube + np.mean([feats[s] for s in seeds], axis=0)).astype(np.float32)
                     scores = rx(h, valid)[0]
                     row[label] = round(roc_auc(scores, gt, valid & np.isfinite(scores)), 6)
