@@ -8,7 +8,6 @@ import pickle
 import shutil
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -197,15 +196,21 @@ def test_interrupting_detection_leaves_no_partial_map(tmp_path):
     tif = write_geotiff(tmp_path / "big.tif", big)
     out = tmp_path / "out" / "map.tif"
     out.parent.mkdir()
-    p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out)], stderr=subprocess.PIPE, text=True)
-    # interrupt once detection runs (its first line: what it read), not at a fixed time: on a loaded
-    # machine a fixed delay can land in interpreter start-up, before any program of ours handles the signal
-    first = p.stderr.readline()
-    assert first.startswith("input big.tif: 600×600 px, 200 bands"), first
-    time.sleep(1.0)
+    # the Spe-FEN in 32-px tiles: ~360 tiles, each reported, so the run is interrupted in the middle of its
+    # work whatever the machine's speed (a fixed delay once landed in interpreter start-up on a loaded
+    # machine, and once after the end of a plain RX run on a fast one)
+    p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out), "--bands", "100", "--strategy",
+                          "spectral", "--model", AUTHORS_100, "--tile-size", "32", "--device", "cpu"],
+                         stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if "spectral features, tile" in line:
+            break
+    assert any(x.startswith("input big.tif: 600×600 px, 200 bands") for x in seen) and "tile" in seen[-1], seen
     p.send_signal(signal.SIGINT)
     rest = p.communicate(timeout=60)[1]
-    err = first + rest
+    err = "".join(seen) + rest
     assert p.returncode == 130 and "no output was written" in err and "Traceback" not in err
     _no_output(out.parent, out)
 
