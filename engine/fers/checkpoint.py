@@ -121,11 +121,11 @@ def spefen_from_state(state: dict, meta: dict, path: str):
 
     bands = int(meta["bands"])
     members = len({k.split(".")[1] for k in state if k.startswith("cwls.")})
+    if members == 1:
+        raise ModelError(f"{path} (Spe-FEN ensemble) holds a single member; save it as a plain Spe-FEN")
     if members:
         hidden = int(state["fpls.0.conv1.weight"].shape[0]) if "fpls.0.conv1.weight" in state else None
-        net = SpeFENEnsemble(bands, members, hidden=hidden) if members > 1 else None
-        if net is None:
-            raise ModelError(f"{path} (Spe-FEN ensemble) holds a single member; save it as a plain Spe-FEN")
+        net = SpeFENEnsemble(bands, members, hidden=hidden)
     else:
         hidden = int(state["fpl.conv1.weight"].shape[0]) if "fpl.conv1.weight" in state else None
         net = SpeFEN(bands, hidden=hidden)
