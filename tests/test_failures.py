@@ -201,7 +201,10 @@ def test_interrupting_detection_leaves_no_partial_map(tmp_path):
     # machine, and once after the end of a plain RX run on a fast one)
     p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out), "--bands", "100", "--strategy",
                           "spectral", "--model", AUTHORS_100, "--tile-size", "32", "--device", "cpu"],
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         # a suite started in the background by a non-interactive shell inherits SIGINT ignored,
+                         # and so would this child (Python then never raises KeyboardInterrupt): restore it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stderr:
         seen.append(line)
