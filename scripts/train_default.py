@@ -1,7 +1,9 @@
 """Regenerate the bundled default models (`make train-default`) from ../shared/data alone.
 
 For each band count: stage 1 (FERD / Spe-FEN) on the background split of
-../shared/data/README.md, then stage 2 (Spa-FEN) against that frozen Spe-FEN, then
+../shared/data/README.md, once per seed where the recipe lists ``seeds`` (joined into one
+Spe-FEN ensemble, fers.spectral.SpeFENEnsemble), then stage 2 (Spa-FEN) against that frozen
+Spe-FEN, then
 ``compact``: the frozen ResNet-34 convolution weights of the Spa-FEN are stored in
 float16 (they are random and never trained, so nothing learned is rounded; BatchNorm
 statistics and every trained tensor stay float32), which halves the file so that two
