@@ -1,7 +1,10 @@
 """Seed ensembles of the bundled Spe-FEN: RX(H + mean_k F_spe^k), scored per group.
 
-Members: the bundled model's Spe-FEN (seed 10) and the extra seeds that
-scripts/device_seeds.py trained with the same recipe (runs/seeds/seeds-<bands>.pt).
+Members: the seeds that scripts/device_seeds.py trained with the bundled stage-1 recipe
+(runs/seeds/seeds-<bands><tag>.pt) and, with ``--seed10 BANDS=MODEL``, that model's Spe-FEN as
+seed 10 (for the rule below: the v3 bundled models, whose Spe-FEN was seed 10 of the recipe; the
+100-band bundled model is itself an ensemble since v4). The K = 4 / K = 7 ensembles are scored when
+all their seeds are present.
 
 Rule, fixed before any figure was seen: the ensemble of the bundled Spe-FEN and seeds
 11-13 (K = 4: a Spe-FEN pass costs a fraction of a fusion run, four of them stay below the

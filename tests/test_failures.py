@@ -197,8 +197,7 @@ def test_interrupting_detection_leaves_no_partial_map(tmp_path):
     out = tmp_path / "out" / "map.tif"
     out.parent.mkdir()
     # the Spe-FEN in 32-px tiles: ~360 tiles, each reported, so the run is interrupted in the middle of its
-    # work whatever the machine's speed (a fixed delay once landed in interpreter start-up on a loaded
-    # machine, and once after the end of a plain RX run on a fast one)
+    # work whatever the machine's speed (a fixed delay once landed in interpreter start-up on a loaded machine)
     p = subprocess.Popen([os.path.join(VENV_BIN, "fers"), "detect", tif, str(out), "--bands", "100", "--strategy",
                           "spectral", "--model", AUTHORS_100, "--tile-size", "32", "--device", "cpu"],
                          stderr=subprocess.PIPE, text=True,
