@@ -7,7 +7,7 @@ DATA ?= $(abspath $(ROOT)/../shared/data)
 export FERS_DATA := $(DATA)
 
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xauth python3-venv python3-pip \
-	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest
+	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default package resources clean
@@ -41,14 +41,19 @@ $(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV)/.installed
 	ln -sfn $(ROOT)/fers_qgis $(VENV)/qgis-plugins/fers_qgis
 	grep -q "^fers_qgis=true" $(VENV)/qgis-profile/profiles/default/QGIS/QGIS3.ini 2>/dev/null || printf '[PythonPlugins]\nfers_qgis=true\n' >> $(VENV)/qgis-profile/profiles/default/QGIS/QGIS3.ini
 
+# Two pytest workers (pytest-xdist): most of the suite's time is spent starting qgis_process, fers and torch in
+# subprocesses, which a second worker overlaps even on two cores. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 test-engine: venv
-	$(PY) -m pytest -q tests/engine
+	$(PYTEST) tests/engine
 
 test-plugin: setup
-	$(PY) -m pytest -q tests/plugin
+	$(PYTEST) tests/plugin
 
 # fers:detect with the bundled 100-band model (fusion B, chosen by STRATEGY=auto) on the bundled sample; offline
 demo: setup

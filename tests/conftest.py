@@ -11,6 +11,12 @@ import numpy as np
 import pytest
 import scipy.io
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Under pytest -n N (make test), each worker and every fers / qgis_process / torchrun it starts gets its share
+    # of the cores, rather than N full-width torch pools fighting over them. Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ[
+        "PYTEST_XDIST_WORKER_COUNT"]))))
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 DATA = os.environ.get("FERS_DATA") or os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
