@@ -6,8 +6,10 @@ RX on the raw bands, RX(H + F_spe) with the FERS authors' checkpoint of that ban
 spectral, fusion A (multiplicative) and fusion B (additive). Ground truth is read only for
 the AUC. Seconds per scene are scoring time (features + detector), reading excluded.
 
-The group "background anomalies" is not an evaluation: those are the training scenes'
-own (masked) anomalies, the figure that chooses between training recipes.
+The groups "background anomalies" and "implanted targets" are not evaluations: those are
+the training scenes' own (masked) anomalies, and sub-pixel targets made of those anomalies'
+spectra implanted elsewhere in the same scenes (bench/implanted.py), the figures that may
+choose between training recipes.
 
 Writes bench/out/accuracy.md and bench/out/accuracy.csv and prints the Markdown.
 ``--models 100=PATH 200=PATH`` evaluates other checkpoints in place of the bundled ones.
@@ -22,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import DATA, REPO  # noqa: E402
+from implanted import HOSTS, ImplantedScene  # noqa: E402
 
 from fers.bundled import list_models  # noqa: E402
 from fers.checkpoint import load_model  # noqa: E402
@@ -39,6 +42,8 @@ GROUPS = {
     # Not evaluation: the ABU background scenes' own anomalies, masked (with a margin) out of every training
     # patch. The only ground truth allowed to choose between training recipes (scripts/train_default.py).
     "background anomalies": ["abu-urban-1", "abu-urban-2", "abu-beach-1", "abu-beach-3"],
+    # Not evaluation either: sub-pixel targets of those scenes' own object spectra (bench/implanted.py).
+    "implanted targets": HOSTS,
 }
 TRUTH_FILES = {"RCRD__dataPavia": "RCRD__maskPavia", "RCRD__dataHYDICE": "RCRD__maskHYDICE"}
 AUTHORS = {100: "aviris_ng-100bands", 200: "aviris-200bands"}
@@ -56,7 +61,11 @@ def default_models():
     return out
 
 
-def scene_data(name):
+def scene_data(name, group=None):
+    """(source, anomalies, pixels the detector may use, pixels the AUC counts)."""
+    if group == "implanted targets":
+        scene = ImplantedScene(name)
+        return scene, scene.targets, np.ones(scene.targets.shape, bool), scene.auc_mask
     raw = os.path.join(DATA, "raw")
     src = open_source(os.path.join(raw, name + ".mat"))
     if name in TRUTH_FILES:
@@ -64,24 +73,25 @@ def scene_data(name):
     else:
         g = np.asarray(src.ground_truth())
         gt, gt_valid = g > 0, np.ones(g.shape, bool)
-    return src, gt, gt_valid
+    return src, gt, gt_valid, gt_valid
 
 
 def scaled_bands(scene, bands):
-    """(cube, valid, gt) of a scene_data() scene's first ``bands`` bands, SPEC §0-scaled; None when it has fewer."""
-    src, gt, gt_valid = scene
+    """(cube, valid, gt, counted) of a scene_data() scene's first ``bands`` bands, SPEC §0-scaled; None when it
+    has fewer."""
+    src, gt, gt_valid, counted = scene
     if src.band_count < bands:
         return None
     cube, valid = src.read(range(bands))
     valid &= gt_valid
     cube, _ = scale_cube(cube, valid)
-    return cube, valid, gt
+    return cube, valid, gt, valid & counted
 
 
-def timed_auc(cube, valid, gt, strategy, model):
+def timed_auc(cube, valid, gt, counted, strategy, model):
     t0 = time.perf_counter()
     scores, _ = score_scene(cube, valid, strategy, "rx", model, "cpu")
-    return roc_auc(scores, gt, valid & np.isfinite(scores)), time.perf_counter() - t0
+    return roc_auc(scores, gt, counted & np.isfinite(scores)), time.perf_counter() - t0
 
 
 def main():
@@ -103,19 +113,19 @@ def main():
     rows = []
     for group in args.groups:
         for name in GROUPS[group]:
-            scene = scene_data(name)
+            scene = scene_data(name, group)
             for b in args.bands:
                 scaled = scaled_bands(scene, b)
                 if scaled is None:
                     continue
-                cube, valid, gt = scaled
+                cube, valid, gt, counted = scaled
                 authors, mine = models[b]
                 runs = [("RX", "none", None), ("authors", "spectral", authors)]
                 runs += [(label, s, mine) for s, label in OURS]
                 for label, strategy, model in runs:
                     if strategy != "none" and model is None:
                         continue
-                    auc, sec = timed_auc(cube, valid, gt, strategy, model)
+                    auc, sec = timed_auc(cube, valid, gt, counted, strategy, model)
                     rows.append({"scene": name, "group": group, "bands": b, "method": label,
                                  "auc": round(auc, 6), "seconds": round(sec, 4)})
                 print(f"{name} {b}: " + ", ".join(f"{r['method']} {r['auc']:.4f}" for r in rows
@@ -142,7 +152,8 @@ def markdown(rows, bands, groups, ours):
                   "|" + " --- |" * (len(COLUMNS) + 5)]
         for group in groups:
             names = list(dict.fromkeys(r["scene"] for r in sel if r["group"] == group))
-            table = {(r["scene"], r["method"]): r for r in sel}
+            # keyed by group too: the two selection groups hold the same scenes (with and without implants)
+            table = {(r["scene"], r["method"]): r for r in sel if r["group"] == group}
             for n in names:
                 vals = [table.get((n, c)) for c in COLUMNS]
                 rx = table[(n, "RX")]["auc"]

@@ -92,7 +92,7 @@ def tiling_check(model_name="fers-aviris-100", bands=100):
     print("| scene | max abs score difference | max score | AUC tiled | AUC whole |")
     print("| --- | --- | --- | --- | --- |")
     for name in GROUPS["paper set"]:
-        src, gt, gt_valid = scene_data(name)
+        src, gt, gt_valid, _ = scene_data(name)
         cube, valid = src.read(range(bands))
         valid &= gt_valid
         cube, _ = scale_cube(cube, valid)

@@ -43,7 +43,7 @@ def main():
             scaled = scaled_bands(scene_data(name), bands)
             if scaled is None:
                 continue
-            cube, valid, gt = scaled
+            cube, valid, gt, _ = scaled
             runs = [(s, "rx") for s in STRATEGIES] + [("additive", "ae")]
             for strategy, detector in runs:
                 maps, secs = {}, {}

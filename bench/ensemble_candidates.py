@@ -62,10 +62,10 @@ def main():
         nets = members(b, os.path.join(args.seeds, f"seeds-{b}{args.tag}.pt"), seed10.get(str(b)))
         for group in args.groups:
             for name in GROUPS[group]:
-                scaled = scaled_bands(scene_data(name), b)
+                scaled = scaled_bands(scene_data(name, group), b)
                 if scaled is None:
                     continue
-                cube, valid, gt = scaled
+                cube, valid, gt, counted = scaled
                 feats = {s: enhance_features(cube, type("M", (), {"spe": n})(), True, False, "cpu")[0]
                          for s, n in nets.items()}
                 row = {}
@@ -73,7 +73,7 @@ def main():
                 for label, seeds in [(f"s{s}", [s]) for s in sorted(feats)] + ensembles:
                     h = (cube + np.mean([feats[s] for s in seeds], axis=0)).astype(np.float32)
                     scores = rx(h, valid)[0]
-                    row[label] = round(roc_auc(scores, gt, valid & np.isfinite(scores)), 6)
+                    row[label] = round(roc_auc(scores, gt, counted & np.isfinite(scores)), 6)
                 table.setdefault(str(b), {}).setdefault(group, {})[name] = row
                 print(f"{b} {group} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
             rows = table[str(b)][group].values()

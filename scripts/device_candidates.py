@@ -88,8 +88,8 @@ def background_figures(path, bands):
         scaled = scaled_bands(scene_data(name), bands)
         if scaled is None:
             continue
-        cube, valid, gt = scaled
-        per[name] = {label: round(timed_auc(cube, valid, gt, s, model if s != "none" else None)[0], 6)
+        cube, valid, gt, counted = scaled
+        per[name] = {label: round(timed_auc(cube, valid, gt, counted, s, model if s != "none" else None)[0], 6)
                      for s, label in (("none", "RX"), ("spectral", "spectral"), ("multiplicative", "A"),
                                       ("additive", "B"))}
     means = {k: round(float(np.mean([v[k] for v in per.values()])), 6) for k in ("RX", "spectral", "A", "B")}
