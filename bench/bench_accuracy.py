@@ -128,8 +128,9 @@ def main():
                     auc, sec = timed_auc(cube, valid, gt, counted, strategy, model)
                     rows.append({"scene": name, "group": group, "bands": b, "method": label,
                                  "auc": round(auc, 6), "seconds": round(sec, 4)})
-                print(f"{name} {b}: " + ", ".join(f"{r['method']} {r['auc']:.4f}" for r in rows
-                                                   if r["scene"] == name and r["bands"] == b), flush=True)
+                print(f"{group}, {name} {b}: " + ", ".join(
+                    f"{r['method']} {r['auc']:.4f}" for r in rows
+                    if r["group"] == group and r["scene"] == name and r["bands"] == b), flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "accuracy.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scene", "group", "bands", "method", "auc", "seconds"])
