@@ -43,20 +43,15 @@ def job(args):
     torch.set_num_threads(threads)
     import train_default as td
     from fers.checkpoint import prune, read_checkpoint
-    from fers.train.stage1 import train_spectral
 
     try:
         stretch = td.RECIPE[bands].get("band_stretch", 0.0)
-        recipe = dict(td.RECIPE[bands]["stage1"], seed=seed)
-        recipe.pop("seeds", None)
-        if jitter:
-            recipe["spectral_jitter"] = jitter
+        override = {"spectral_jitter": jitter} if jitter else {}
         if tiny:
-            recipe.update(epochs=1, steps_per_epoch=1, batch=2)
+            override.update(epochs=1, steps_per_epoch=1, batch=2)
         out = os.path.join(work, f"stage1-{bands}-s{seed}{tag(jitter)}.pt")
         t0 = time.time()
-        train_spectral(td.sources_for(bands, stretch), out, bands=bands, backbone_weights=f"partial:{td.LAYER1}",
-                       device=device, band_stretch=stretch, feedback=td.printer(f"{bands}/s{seed}"), **recipe)
+        td.stage1_run(bands, seed, out, device, td.sources_for(bands, stretch), stretch, **override)
         state = {k: v for k, v in read_checkpoint(out)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
         pruned = prune(out, os.path.join(work, f"spe-fen-{bands}-s{seed}{tag(jitter)}.pt"))
         return {"bands": bands, "seed": seed, "seconds": round(time.time() - t0, 1), "state": state,

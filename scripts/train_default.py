@@ -160,17 +160,29 @@ def train(bands, out_dir, device):
     return sources, s1, s2
 
 
+def stage1_run(bands, seed, out, device, sources, stretch, **override):
+    """One stage-1 run of the recipe for ``bands`` with ``seed`` into ``out`` (resumes it when a resume file is
+    there); ``override``: recipe values to change (tiny trial runs, spectral jitter). The one place that turns
+    the recipe into a train_spectral call, for make train-default and scripts/device_seeds.py alike."""
+    from fers.train.stage1 import train_spectral
+
+    recipe = dict(RECIPE[bands]["stage1"], **override)
+    recipe.pop("seeds", None)
+    recipe["seed"] = seed
+    train_spectral(sources, out, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
+                   band_stretch=stretch, feedback=printer(f"{bands}/s{seed}"), **recipe)
+    return out
+
+
 def stage1_runs(bands, out_dir, device, sources, stretch, seeds=None, reuse=None, **override):
     """Stage 1 once per seed of the recipe (``seeds``, else its ``seeds`` or its one ``seed``); several runs
     are joined into one Spe-FEN ensemble (fers.checkpoint.ensemble). ``reuse``: {seed: a model file whose
     Spe-FEN is that seed's run}, not trained again; ``override``: recipe values to change (tiny trial runs).
     Returns the teacher file for stage 2."""
     from fers.checkpoint import ensemble
-    from fers.train.stage1 import train_spectral
 
     recipe = dict(RECIPE[bands]["stage1"], **override)
     seeds = seeds or recipe.get("seeds") or [recipe["seed"]]
-    recipe.pop("seeds", None)
     files = []
     for seed in seeds:
         # the first seed keeps the single-run name, so that earlier runs resume or are reused
@@ -178,8 +190,7 @@ def stage1_runs(bands, out_dir, device, sources, stretch, seeds=None, reuse=None
         if reuse and seed in reuse:
             s1 = reuse[seed]
         elif not os.path.exists(s1) or os.path.exists(s1 + ".resume.pt"):
-            train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{LAYER1}", device=device,
-                           band_stretch=stretch, feedback=printer(f"{bands}/s{seed}"), **dict(recipe, seed=seed))
+            stage1_run(bands, seed, s1, device, sources, stretch, **override)
         files.append(s1)
     if len(files) == 1:
         return files[0]
