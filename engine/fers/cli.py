@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = d.add_mutually_exclusive_group()
     g.add_argument("--bands", type=int, default=0, help="use the first N bands (0 = all; the paper's protocol)")
     g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140")
-    d.add_argument("--strategy", choices=STRATEGIES, default="none", help="fusion strategy (SPEC §3)")
+    d.add_argument("--strategy", choices=STRATEGIES, default="none",
+                   help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
+                        "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
     d.add_argument("--detector", choices=DETECTORS, default="rx")
     d.add_argument("--model", help="model checkpoint file or the authors' checkpoint folder")
     d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")

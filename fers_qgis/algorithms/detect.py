@@ -64,7 +64,10 @@ class DetectAlgorithm(FersAlgorithm):
             "them (GeoTIFF/ENVI metadata), the bands are matched by wavelength (nearest centre, or linear "
             "resampling when the sensor differs); every mismatch in wavelengths or band count is a warning.\n"
             "<b>Strategy</b>: none = plain global RX on the selected bands; spectral = RX(H + F_spe) (FERD); "
-            "spatial = RX(H + F_spa); multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B.\n"
+            "spatial = RX(H + F_spa); multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, "
+            "else B. With the bundled 100-band model, A scores best on anomalies that cover several pixels (vehicles, "
+            "buildings); with both bundled models, B or spectral on one-pixel, sub-pixel targets, where the spatial "
+            "branch has no shape to see (the model cards' figures).\n"
             "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
             "<b>Model</b>: a checkpoint file or folder (MODEL), or one of the bundled models (BUNDLED_MODEL).\n"
             "<b>Anomaly mask / objects</b> (optional): pixels whose score is above a threshold — the given "
@@ -80,7 +83,8 @@ class DetectAlgorithm(FersAlgorithm):
                  "model — the model's own bands (matched by wavelength when both sides give them).",
         "STRATEGY": "none = RX on the raw bands; spectral = RX(H + F_spe) (FERD); spatial = RX(H + F_spa); "
                     "multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B. Every "
-                    "strategy except 'none' needs a model.",
+                    "strategy except 'none' needs a model. With the bundled models: A for objects of several "
+                    "pixels (100 bands), B or spectral for one-pixel targets.",
         "MODEL": "A FERS checkpoint (.pt) — e.g. straight from 'Train spectral branch' — or a folder holding the "
                  "FERS authors' convh.pt, enc.pt and pc.pt, or a bundled model's name. Leave empty to use "
                  "BUNDLED_MODEL, or for strategy 'none'.",
