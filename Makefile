@@ -86,7 +86,8 @@ bench-speed: venv
 check-cuda: venv
 	$(PY) bench/check_cuda.py
 
-# per-scene AUC on every evaluation scene: RX, the authors' checkpoints, the bundled models (A and B)
+# per-scene AUC on every evaluation scene and the two selection groups (background anomalies, implanted targets):
+# RX, the authors' checkpoints, the bundled models (spectral, A and B)
 bench-accuracy: venv
 	$(PY) bench/bench_accuracy.py
 

@@ -5,7 +5,8 @@ The group "background anomalies" (the training scenes' own objects, masked out o
 is asked to decide. Sub-pixel targets are harder, so they separate models more, and they are built only
 from the background split: no evaluation scene and no evaluation ground truth is read.
 
-Construction (fixed before any figure was computed, see REPRODUCING.md):
+Construction (fixed before the group chose anything; its first version was replaced, see the end of this
+text and docs/REPRODUCING.md):
 - hosts: the four ABU background scenes whose own objects are labelled (abu-urban-1, abu-urban-2,
   abu-beach-1, abu-beach-3);
 - target spectra: the mean spectrum of each labelled object of the host itself (8-connected components
