@@ -50,7 +50,8 @@ def implant(cube, objects, seed):
     b, h, w = cube.shape
     mean = cube.reshape(b, -1).mean(axis=1)
     size = 2 * MARGIN + 1
-    blocked = ndimage.binary_dilation(objects, structure=np.ones((size, size)))
+    near = ndimage.binary_dilation(objects, structure=np.ones((size, size)))  # the objects and their margin
+    blocked = near.copy()
     blocked[:MARGIN, :] = blocked[-MARGIN:, :] = blocked[:, :MARGIN] = blocked[:, -MARGIN:] = True
     out = cube.astype(np.float64, copy=True)
     targets = np.zeros((h, w), bool)
@@ -63,8 +64,7 @@ def implant(cube, objects, seed):
         out[:, r, c] += a * (spectra[rng.integers(n)] - mean)
         targets[r, c] = True
         blocked[max(r - MARGIN, 0):r + MARGIN + 1, max(c - MARGIN, 0):c + MARGIN + 1] = True
-    excluded = ndimage.binary_dilation(objects, structure=np.ones((size, size)))
-    return out, targets, ~excluded
+    return out, targets, ~near
 
 
 class ImplantedScene:
