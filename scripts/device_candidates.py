@@ -15,7 +15,9 @@ and scores each, with the bundled model as baseline, on the only ground truth al
 the background scenes' own masked anomalies (bench/bench_accuracy.py, group "background
 anomalies"). Rule, fixed before any figure was seen: a candidate may replace the bundled model
 when its fusion-A mean there is not more than 0.001 below the bundled model's; of those, the one
-with the highest fusion-A mean wins. Evaluation scenes are never read here.
+with the highest fusion-A mean wins. Evaluation scenes are never read here. That rule chose the
+shipped models; the next decision is to be made on the group "implanted targets" instead
+(docs/REPRODUCING.md), with its rule written here before its runs.
 
 The winners are compacted (scripts/train_default.compact) and written to --out with every
 candidate's figures (candidates.json) and training logs.
@@ -59,7 +61,7 @@ def candidate(job):
             # Spe-FEN ensemble (bench/ensemble_candidates.py), then stage 2 at full size against it
             teacher = td.stage1_runs(bands, work, device, sources, stretch, seeds=ENSEMBLE_SEEDS,
                                      reuse={ENSEMBLE_SEEDS[0]: teacher},
-                                     **(dict(epochs=1, steps_per_epoch=1, batch=2) if tiny else {}))
+                                     **(td.TINY_STAGE1 if tiny else {}))
         elif name == "full":
             s1 = os.path.join(work, f"stage1-{bands}-full.pt")
             train_spectral(sources, s1, bands=bands, backbone_weights=f"partial:{td.LAYER1}", device=device,

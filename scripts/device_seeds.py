@@ -48,7 +48,7 @@ def job(args):
         stretch = td.RECIPE[bands].get("band_stretch", 0.0)
         override = {"spectral_jitter": jitter} if jitter else {}
         if tiny:
-            override.update(epochs=1, steps_per_epoch=1, batch=2)
+            override.update(td.TINY_STAGE1)
         out = os.path.join(work, f"stage1-{bands}-s{seed}{tag(jitter)}.pt")
         t0 = time.time()
         td.stage1_run(bands, seed, out, device, td.sources_for(bands, stretch), stretch, **override)

@@ -38,6 +38,8 @@ LAYER1 = os.path.join(WEIGHTS, "fers-reference", "aviris-200bands", "enc.pt")
 # The paper's optimisation budget (SPEC §1-2: 60 epochs, batch 16), with an epoch of 16 steps: ~256 patches,
 # about one HAD100 training set per epoch.
 PAPER_BUDGET = dict(epochs=60, steps_per_epoch=16, batch=16, lr=0.005, seed=10, patch=64)
+# what the scripts' --tiny runs change in the stage-1 recipe: one step, to try a script on a CPU
+TINY_STAGE1 = dict(epochs=1, steps_per_epoch=1, batch=2)
 
 # Per band count. 200 bands: only abu-urban-1/2 have ≥ 200 bands, so the AVIRIS scenes with 188–198 bands
 # join through the band stretch (fers.train.data: resampled onto 200 band positions); Moffet (159) stays out.
