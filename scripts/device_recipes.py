@@ -29,7 +29,22 @@ Stage 2 is trained for every candidate's seed 10 as soon as it exists (so that t
 when the device time ends); only the adopted one's model comes back, in two parts
 (``cat model.pt.part-* > model.pt``), since one file may not exceed 16 MiB. Everything else comes back
 as figures (recipes.json), the runs' trained CWL/FPL tensors (states-200.pt, {candidate: {seed:
-state}}) and the training logs (logs.tar).
+state}}) and the training logs (logs.tar). ``--score-states`` rescores returned states on this machine and
+applies the rule (the figures the decision uses); ``--jobs`` reruns only the runs a call lost.
+
+Outcome (2026-11-26, NVIDIA H100, torch 2.11; two calls, the whole 15-minute device budget). The first
+call ran 14 workers: eight runs died of CUDA out-of-memory (a paper-budget run holds ~9 GiB; the
+workers are now capped by GPU memory, GPU_GIB_PER_RUN) and its stage-2 models were lost with the
+machine because no candidate was complete; the second reran the lost runs and ran out of time in P's
+seeds 10 (a rerun) and 11 (epoch 49 of 60). Implanted-target spectral means, rescored here, first run
+of each seed: baseline 0.9119 ± 0.0143 (7); L12 0.9155 ± 0.0207 (7), +0.0036 against a standard error
+of 0.0095: not adopted; N 0.9078 ± 0.0170 (7), −0.0041: not adopted; P 0.9288 ± 0.0150 with three of
+its four seeds (0.9453, 0.9158, 0.9254), +0.0169 against 0.0102: incomplete, so undecided, and nothing
+ships. Next GPU call, the rule unchanged: ``--jobs P:10 P:11 --stage2 P --return-models`` (seed 11
+completes P, seed 10 with stage 2 is the model to ship if it is adopted; seed 10's first run, above,
+stays the one the rule counts), then ``--score-states`` over the three calls' states files.
+Looked at only after this outcome, for the record (``--report-group "paper set"``, spectral, 200
+bands): baseline 0.9557 ± 0.0030, L12 0.9546, N 0.9578, P 0.9615 (3 seeds); the authors' 0.9699.
 """
 import argparse
 import json
@@ -54,11 +69,13 @@ CANDIDATES = {
 }
 BASELINE_SEEDS = [10, 11, 12, 13, 14, 15, 16]
 SHIP_SEED = 10
+GPU_GIB_PER_RUN = 9
 GUARD = 0.001
 
 
-def implanted_auc(spe):
-    """{host: spectral AUC, "mean": …} of one Spe-FEN on the implanted targets at BANDS bands (CPU)."""
+def implanted_auc(spe, group="implanted targets"):
+    """{host: spectral AUC, "mean": …} of one Spe-FEN on the implanted targets (or another bench group, for
+    reporting only) at BANDS bands (CPU)."""
     import numpy as np
     from bench_accuracy import GROUPS, scaled_bands, scene_data
     from fers.detect.rx import rx
@@ -66,8 +83,8 @@ def implanted_auc(spe):
     from fers.pipeline import enhance_features
 
     row = {}
-    for name in GROUPS["implanted targets"]:
-        scaled = scaled_bands(scene_data(name, "implanted targets"), BANDS)
+    for name in GROUPS[group]:
+        scaled = scaled_bands(scene_data(name, group), BANDS)
         if scaled is None:
             continue
         cube, valid, gt, counted = scaled
@@ -80,7 +97,7 @@ def implanted_auc(spe):
 
 def job(args):
     """One candidate seed in its own process: stage 1, its implanted-target figure, and for SHIP_SEED stage 2."""
-    name, seed, work, device, tiny = args
+    name, seed, work, device, tiny, stage2 = args
     import torch
 
     torch.set_num_threads(1)
@@ -98,9 +115,10 @@ def job(args):
         td.stage1_run(BANDS, seed, out, device, sources, stretch, **override)
         result["stage1_s"] = round(time.time() - t0, 1)
         result["state"] = {k: v for k, v in read_checkpoint(out)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
+        torch.save(result["state"], os.path.join(work, f"state-{name}-s{seed}.pt"))  # kept if stage 2 runs out of time
         pruned = prune(out, os.path.join(work, f"spe-fen-{BANDS}-{name}-s{seed}.pt"))
         result["implanted"] = implanted_auc(load_model(pruned).spe)
-        if seed == SHIP_SEED:
+        if seed == SHIP_SEED and stage2:
             from fers.train.stage2 import train_spatial
 
             t0 = time.time()
@@ -136,14 +154,32 @@ def decide(runs, baseline):
     return out, adopted
 
 
-def score_baseline(seeds_file):
+def score_baseline(seeds_file, group="implanted targets"):
     """{seed: implanted_auc row} of the bundled recipe's runs: the bundled Spe-FEN (seed 10) and ``seeds_file``."""
     from ensemble_candidates import members  # the seed study's members
     from fers.checkpoint import load_model
 
     base = members(BANDS, seeds_file)
     base.setdefault(SHIP_SEED, load_model(f"fers-aviris-{BANDS}").spe)  # the bundled Spe-FEN is the recipe's seed 10
-    return {s: implanted_auc(n) for s, n in sorted(base.items())}
+    return {s: implanted_auc(n, group) for s, n in sorted(base.items())}
+
+
+def score_states(files, group="implanted targets"):
+    """{candidate: {seed: implanted_auc row}} of the runs in states files (their CWL/FPL on the bundled layer1),
+    scored on this machine: the figures the rule is applied to, whatever machine trained the runs."""
+    import torch
+    from fers.checkpoint import load_model, spefen_from_state
+
+    bundled = load_model(f"fers-aviris-{BANDS}")
+    layer1 = {k: v for k, v in bundled.spe.state_dict().items() if k.startswith("layer1.")}
+    out = {}
+    for fn in files:
+        for name, runs in torch.load(fn, weights_only=True).items():
+            for seed, state in runs.items():
+                if int(seed) not in out.get(name, {}):  # a seed's first run counts (files in call order)
+                    spe = spefen_from_state(dict(layer1, **state), bundled.meta, f"{name} seed {seed}")
+                    out.setdefault(name, {})[int(seed)] = implanted_auc(spe, group)
+    return out
 
 
 def main():
@@ -157,6 +193,15 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     ap.add_argument("--deadline", type=float, default=0, help="seconds: write what is done and stop (0: none)")
+    ap.add_argument("--score-states", nargs="*", metavar="FILE",
+                    help="score the runs of these states files (in call order) and apply the rule, here")
+    ap.add_argument("--report-group", metavar="GROUP",
+                    help="with --score-states: also print every run's spectral AUC on this bench group (after the "
+                         "decision, for the record; it decides nothing)")
+    ap.add_argument("--jobs", nargs="*", default=[], metavar="NAME:SEED", help="only these runs")
+    ap.add_argument("--stage2", nargs="*", default=list(CANDIDATES), help="candidates whose seed 10 gets stage 2")
+    ap.add_argument("--return-models", action="store_true",
+                    help="return every finished stage-2 model, adopted or not (a second call completes the rule here)")
     ap.add_argument("--tiny", action="store_true", help="one step per run, two seeds per candidate (CPU trial)")
     args = ap.parse_args()
     t_start = time.time()
@@ -164,6 +209,19 @@ def main():
     from fers.device import resolve_device
 
     torch.set_num_threads(2)  # the workers hold the other cores
+    if args.score_states:
+        scored = score_states(args.score_states)
+        runs = [{"candidate": n, "seed": s, "implanted": row} for n, rows in scored.items() for s, row in rows.items()]
+        decision, adopted = decide(runs, score_baseline(args.baseline) if not args.baseline.endswith(".json")
+                                   else {int(s): r for s, r in json.load(open(args.baseline)).items()})
+        report = {"runs": scored, "decision": decision, "adopted": adopted}
+        if args.report_group:
+            report["report"] = {"group": args.report_group,
+                                "baseline": score_baseline(args.baseline.replace("baseline-200.json", "seeds-200.pt"),
+                                                           args.report_group),
+                                "runs": score_states(args.score_states, args.report_group)}
+        print(json.dumps(report, indent=1))
+        return
     if args.score_baseline:
         with open(args.score_baseline, "w") as f:
             json.dump(score_baseline(args.baseline), f, indent=1)
@@ -172,11 +230,19 @@ def main():
     device = resolve_device(args.device)
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
+    if device.startswith("cuda"):
+        # a paper-budget stage-1 run holds up to 9 GiB: 14 of them ran an 80 GB H100 out of memory (first call)
+        fit = max(1, int(torch.cuda.mem_get_info()[0] // (GPU_GIB_PER_RUN * 2 ** 30)))
+        if fit < args.workers:
+            print(f"{fit} workers, not {args.workers}: {GPU_GIB_PER_RUN} GiB of GPU memory each", flush=True)
+            args.workers = fit
     if args.tiny:
         for c in CANDIDATES.values():
             c["seeds"] = c["seeds"][:2]
     # longest first, so that the short runs fill the workers around them
-    jobs = [(n, s, args.work, device, args.tiny) for n, c in CANDIDATES.items() for s in c["seeds"]]
+    jobs = [(n, s, args.work, device, args.tiny, n in args.stage2) for n, c in CANDIDATES.items() for s in c["seeds"]]
+    if args.jobs:  # a second call for the runs a first one lost (NAME:SEED)
+        jobs = [j for j in jobs if f"{j[0]}:{j[1]}" in args.jobs]
     report = {"device": device, "runs": []}
     if device.startswith("cuda"):
         report["hardware"] = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
@@ -212,16 +278,21 @@ def main():
         print(json.dumps(r), flush=True)
         write(False)
     pool.terminate()
+    for name, c in CANDIDATES.items():  # stage-1 runs whose job was still in stage 2 at the deadline
+        for seed in c["seeds"]:
+            f = os.path.join(args.work, f"state-{name}-s{seed}.pt")
+            if seed not in states.get(name, {}) and os.path.exists(f):
+                states.setdefault(name, {})[seed] = torch.load(f, weights_only=True)
     write(done == len(jobs))
     adopted = report["adopted"]
-    model = next((r.get("model") for r in report["runs"] if r["candidate"] == adopted and r.get("model")), None)
-    if model:
-        with open(model, "rb") as f:
-            blob = f.read()
-        half = len(blob) // 2 + 1
-        for k, part in enumerate((blob[:half], blob[half:])):
-            with open(os.path.join(args.out, f"fers-aviris-{BANDS}-{adopted}.pt.part-{k}"), "wb") as f:
-                f.write(part)
+    for r in report["runs"]:
+        if r.get("model") and (r["candidate"] == adopted or args.return_models):
+            with open(r["model"], "rb") as f:
+                blob = f.read()
+            half = len(blob) // 2 + 1
+            for k, part in enumerate((blob[:half], blob[half:])):
+                with open(os.path.join(args.out, f"fers-aviris-{BANDS}-{r['candidate']}.pt.part-{k}"), "wb") as f:
+                    f.write(part)
     with tarfile.open(os.path.join(args.out, "logs.tar"), "w") as tar:
         for fn in sorted(os.listdir(args.work)):
             if fn.endswith(".log.jsonl"):

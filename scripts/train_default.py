@@ -98,7 +98,13 @@ CHANGES = {
          "spectral 0.9957 → 0.9938, refused by the rule fixed beforehand (at most 0.001 lower); seeds 10-16 alone "
          "spread by ±0.0016 there. Tried, not shipped: spectral jitter σ 0.1 in stage 1 (smooth random per-band "
          "gains): background-anomaly spectral mean of seeds 11-14 0.99254 ± 0.00064 vs 0.99205 ± 0.00122 without, "
-         "a difference (0.00049) below its standard error (0.00069), the adoption bar fixed beforehand.",
+         "a difference (0.00049) below its standard error (0.00069), the adoption bar fixed beforehand. "
+         "Tried, not shipped (scripts/device_recipes.py, chosen on the implanted targets, rule fixed before the "
+         "runs: a recipe's seed mean above the bundled recipe's seeds 10-16, 0.9119 ± 0.0143, by more than the "
+         "standard error of the difference): stage 1 for 12 × 8 steps, 0.9155 ± 0.0207 over seeds 10-16 (+0.0036 "
+         "against 0.0095: not adopted); without the band stretch (abu-urban-1/2 alone), 0.9078 ± 0.0170 (not "
+         "adopted); stage 1 at the paper's budget, 0.9288 ± 0.0150 over three of its four seeds (+0.0169 against "
+         "0.0102), undecided: the lent GPU's time ended before its fourth seed and its stage 2.",
 }
 
 
