@@ -43,6 +43,7 @@ $(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV)/.installed
 
 # Two pytest workers (pytest-xdist): most of the suite's time is spent starting qgis_process, fers and torch in
 # subprocesses, which a second worker overlaps even on two cores. TEST_WORKERS=0 runs everything in one process.
+# Each worker runs qgis_process in its own copy of the QGIS profile (tests/conftest.py).
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 

@@ -3,9 +3,12 @@
 The converters here use GDAL directly (not the engine's writer), so engine reads are
 checked against files produced independently of the code under test.
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -19,6 +22,16 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
+
+if os.environ.get("PYTEST_XDIST_WORKER") and "FERS_QGIS_PROFILE" not in os.environ:
+    # Each worker's qgis_process runs (.venv/bin/fers-qgis-process) get a copy of the venv's QGIS profile, so two
+    # QGIS instances never write one profile's settings and databases at the same time.
+    _profile = os.path.join(REPO, ".venv", "qgis-profile")
+    if os.path.isdir(_profile):
+        _copy = tempfile.mkdtemp(prefix=f"fers-qgis-profile-{os.environ['PYTEST_XDIST_WORKER']}-")
+        shutil.copytree(_profile, _copy, dirs_exist_ok=True)
+        os.environ["FERS_QGIS_PROFILE"] = _copy
+        atexit.register(shutil.rmtree, _copy, True)
 DATA = os.environ.get("FERS_DATA") or os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
 WEIGHTS = os.environ.get("FERS_WEIGHTS") or os.path.abspath(os.path.join(DATA, "..", "weights"))
 RAW = os.path.join(DATA, "raw")
