@@ -69,8 +69,8 @@ CANDIDATES = {
 }
 BASELINE_SEEDS = [10, 11, 12, 13, 14, 15, 16]
 SHIP_SEED = 10
+SEEDS_FILE = os.path.join(REPO, "runs", "seeds", "seeds-200.pt")  # seeds 11-16 of the bundled recipe
 GPU_GIB_PER_RUN = 9
-GUARD = 0.001
 
 
 def implanted_auc(spe, group="implanted targets"):
@@ -123,9 +123,9 @@ def job(args):
 
             t0 = time.time()
             s2 = os.path.join(work, f"fers-aviris-{BANDS}-{name}-full.pt")
-            stage2 = dict(td.RECIPE[BANDS]["stage2"], **(dict(td.TINY_STAGE1, steps_per_epoch=1) if tiny else {}))
+            budget = dict(td.RECIPE[BANDS]["stage2"], **(dict(td.TINY_STAGE1, steps_per_epoch=1) if tiny else {}))
             train_spatial(sources, s2, teacher=out, backbone_weights="random", device=device, band_stretch=stretch,
-                          feedback=td.printer(f"{name}/stage2"), **stage2)
+                          feedback=td.printer(f"{name}/stage2"), **budget)
             result["model"] = td.compact(s2, os.path.join(work, f"fers-aviris-{BANDS}-{name}.pt"))
             result["stage2_s"] = round(time.time() - t0, 1)
     except Exception as e:
@@ -164,6 +164,12 @@ def score_baseline(seeds_file, group="implanted targets"):
     return {s: implanted_auc(n, group) for s, n in sorted(base.items())}
 
 
+def baseline_figures(path):
+    """--score-baseline's JSON: {seed: implanted_auc row}."""
+    with open(path) as f:
+        return {int(s): row for s, row in json.load(f).items()}
+
+
 def score_states(files, group="implanted targets"):
     """{candidate: {seed: implanted_auc row}} of the runs in states files (their CWL/FPL on the bundled layer1),
     scored on this machine: the figures the rule is applied to, whatever machine trained the runs."""
@@ -187,7 +193,7 @@ def main():
     ap.add_argument("--out", help="folder for what comes back")
     ap.add_argument("--score-baseline", metavar="JSON", help="only score the baseline seeds into JSON (for --baseline)")
     ap.add_argument("--work", default=os.path.join(REPO, "runs", "recipes"))
-    ap.add_argument("--baseline", default=os.path.join(REPO, "runs", "seeds", "seeds-200.pt"),
+    ap.add_argument("--baseline", default=SEEDS_FILE,
                     help="seeds 11-16 of the bundled recipe (scripts/device_seeds.py; seed 10 is the bundled model), "
                          "or their figures from --score-baseline")
     ap.add_argument("--device", default="auto")
@@ -209,16 +215,15 @@ def main():
     from fers.device import resolve_device
 
     torch.set_num_threads(2)  # the workers hold the other cores
+    figures = args.baseline.endswith(".json")  # baseline figures scored beforehand (--score-baseline)
+    seeds_file = SEEDS_FILE if figures else args.baseline
     if args.score_states:
         scored = score_states(args.score_states)
         runs = [{"candidate": n, "seed": s, "implanted": row} for n, rows in scored.items() for s, row in rows.items()]
-        decision, adopted = decide(runs, score_baseline(args.baseline) if not args.baseline.endswith(".json")
-                                   else {int(s): r for s, r in json.load(open(args.baseline)).items()})
+        decision, adopted = decide(runs, baseline_figures(args.baseline) if figures else score_baseline(seeds_file))
         report = {"runs": scored, "decision": decision, "adopted": adopted}
         if args.report_group:
-            report["report"] = {"group": args.report_group,
-                                "baseline": score_baseline(args.baseline.replace("baseline-200.json", "seeds-200.pt"),
-                                                           args.report_group),
+            report["report"] = {"group": args.report_group, "baseline": score_baseline(seeds_file, args.report_group),
                                 "runs": score_states(args.score_states, args.report_group)}
         print(json.dumps(report, indent=1))
         return
@@ -227,6 +232,8 @@ def main():
             json.dump(score_baseline(args.baseline), f, indent=1)
         return
 
+    if not args.out:
+        ap.error("--out is needed to train (or --score-states / --score-baseline)")
     device = resolve_device(args.device)
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
@@ -247,12 +254,11 @@ def main():
     if device.startswith("cuda"):
         report["hardware"] = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     states = {}
-    if args.baseline.endswith(".json"):  # figures scored beforehand (--score-baseline), when the seeds can't travel
-        with open(args.baseline) as f:
-            report["baseline"] = {int(s): row for s, row in json.load(f).items()}
+    if figures:  # when the seeds file can't travel to the device
+        report["baseline"] = baseline_figures(args.baseline)
     pool = mp.get_context("spawn").Pool(min(args.workers, len(jobs)))
     pending = pool.imap_unordered(job, jobs)
-    if not args.baseline.endswith(".json"):  # scored in the parent while the workers train
+    if not figures:  # scored in the parent while the workers train
         report["baseline"] = score_baseline(args.baseline)
 
     def write(final):
