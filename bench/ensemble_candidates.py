@@ -35,14 +35,20 @@ from fers.pipeline import enhance_features  # noqa: E402
 ENSEMBLES = {"K4": [10, 11, 12, 13], "K7": [10, 11, 12, 13, 14, 15, 16]}
 
 
-def members(bands, seeds_file, seed10=None):
-    """{seed: Spe-FEN}: the seeds file's runs (layer1 from the bundled model, the same frozen layer1 in every
-    run) and, as seed 10, ``seed10``'s Spe-FEN when given (the bundled model's before it became an ensemble)."""
+def rebuild(bands, states, label=""):
+    """{key: Spe-FEN} of stage-1 runs kept as their trained CWL/FPL tensors ({key: state}), on the bundled
+    model's layer1 (the authors' frozen ImageNet layer1, the same in every run)."""
     bundled = load_model(f"fers-aviris-{bands}")
     base = {k: v for k, v in bundled.spe.state_dict().items() if k.startswith("layer1.")}
+    return {int(key): spefen_from_state(dict(base, **state), bundled.meta, f"{label}seed {key}")
+            for key, state in states.items()}
+
+
+def members(bands, seeds_file, seed10=None):
+    """{seed: Spe-FEN}: the seeds file's runs and, as seed 10, ``seed10``'s Spe-FEN when given (the bundled
+    model's before it became an ensemble)."""
     out = {10: load_model(seed10).spe} if seed10 else {}
-    for seed, state in torch.load(seeds_file, weights_only=True).items():
-        out[int(seed)] = spefen_from_state(dict(base, **state), bundled.meta, f"seed {seed}")
+    out.update(rebuild(bands, torch.load(seeds_file, weights_only=True)))
     return out
 
 

@@ -47,6 +47,7 @@ Looked at only after this outcome, for the record (``--report-group "paper set"`
 bands): baseline 0.9557 ± 0.0030, L12 0.9546, N 0.9578, P 0.9615 (3 seeds); the authors' 0.9699.
 """
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -73,21 +74,26 @@ SEEDS_FILE = os.path.join(REPO, "runs", "seeds", "seeds-200.pt")  # seeds 11-16 
 GPU_GIB_PER_RUN = 9
 
 
+@functools.lru_cache(maxsize=None)
+def scenes(group):
+    """{name: (cube, valid, gt, counted)} of a bench group's scenes at BANDS bands: read (and, for the implanted
+    targets, implanted) once per process, however many runs are scored on them."""
+    from bench_accuracy import GROUPS, scaled_bands, scene_data
+
+    out = {name: scaled_bands(scene_data(name, group), BANDS) for name in GROUPS[group]}
+    return {name: scaled for name, scaled in out.items() if scaled is not None}
+
+
 def implanted_auc(spe, group="implanted targets"):
     """{host: spectral AUC, "mean": …} of one Spe-FEN on the implanted targets (or another bench group, for
     reporting only) at BANDS bands (CPU)."""
     import numpy as np
-    from bench_accuracy import GROUPS, scaled_bands, scene_data
     from fers.detect.rx import rx
     from fers.metrics import roc_auc
     from fers.pipeline import enhance_features
 
     row = {}
-    for name in GROUPS[group]:
-        scaled = scaled_bands(scene_data(name, group), BANDS)
-        if scaled is None:
-            continue
-        cube, valid, gt, counted = scaled
+    for name, (cube, valid, gt, counted) in scenes(group).items():
         f = enhance_features(cube, type("M", (), {"spe": spe})(), True, False, "cpu")[0]
         scores = rx((cube + f).astype(np.float32), valid)[0]
         row[name] = round(float(roc_auc(scores, gt, counted & np.isfinite(scores))), 6)
@@ -102,7 +108,7 @@ def job(args):
 
     torch.set_num_threads(1)
     import train_default as td
-    from fers.checkpoint import load_model, prune, read_checkpoint
+    from fers.checkpoint import load_model, prune
 
     c = CANDIDATES[name]
     stretch = td.RECIPE[BANDS].get("band_stretch", 0.0) if c["stretch"] is None else c["stretch"]
@@ -114,7 +120,7 @@ def job(args):
         t0 = time.time()
         td.stage1_run(BANDS, seed, out, device, sources, stretch, **override)
         result["stage1_s"] = round(time.time() - t0, 1)
-        result["state"] = {k: v for k, v in read_checkpoint(out)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
+        result["state"] = td.trained_state(out)
         torch.save(result["state"], os.path.join(work, f"state-{name}-s{seed}.pt"))  # kept if stage 2 runs out of time
         pruned = prune(out, os.path.join(work, f"spe-fen-{BANDS}-{name}-s{seed}.pt"))
         result["implanted"] = implanted_auc(load_model(pruned).spe)
@@ -174,17 +180,14 @@ def score_states(files, group="implanted targets"):
     """{candidate: {seed: implanted_auc row}} of the runs in states files (their CWL/FPL on the bundled layer1),
     scored on this machine: the figures the rule is applied to, whatever machine trained the runs."""
     import torch
-    from fers.checkpoint import load_model, spefen_from_state
+    from ensemble_candidates import rebuild
 
-    bundled = load_model(f"fers-aviris-{BANDS}")
-    layer1 = {k: v for k, v in bundled.spe.state_dict().items() if k.startswith("layer1.")}
     out = {}
     for fn in files:
         for name, runs in torch.load(fn, weights_only=True).items():
-            for seed, state in runs.items():
-                if int(seed) not in out.get(name, {}):  # a seed's first run counts (files in call order)
-                    spe = spefen_from_state(dict(layer1, **state), bundled.meta, f"{name} seed {seed}")
-                    out.setdefault(name, {})[int(seed)] = implanted_auc(spe, group)
+            new = {s: state for s, state in runs.items() if int(s) not in out.get(name, {})}  # a seed's first run counts
+            for seed, spe in rebuild(BANDS, new, f"{name} ").items():
+                out.setdefault(name, {})[seed] = implanted_auc(spe, group)
     return out
 
 

@@ -42,7 +42,7 @@ def job(args):
 
     torch.set_num_threads(threads)
     import train_default as td
-    from fers.checkpoint import prune, read_checkpoint
+    from fers.checkpoint import prune
 
     try:
         stretch = td.RECIPE[bands].get("band_stretch", 0.0)
@@ -52,7 +52,7 @@ def job(args):
         out = os.path.join(work, f"stage1-{bands}-s{seed}{tag(jitter)}.pt")
         t0 = time.time()
         td.stage1_run(bands, seed, out, device, td.sources_for(bands, stretch), stretch, **override)
-        state = {k: v for k, v in read_checkpoint(out)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
+        state = td.trained_state(out)
         pruned = prune(out, os.path.join(work, f"spe-fen-{bands}-s{seed}{tag(jitter)}.pt"))
         return {"bands": bands, "seed": seed, "seconds": round(time.time() - t0, 1), "state": state,
                 "pruned": pruned}

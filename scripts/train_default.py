@@ -182,6 +182,14 @@ def stage1_run(bands, seed, out, device, sources, stretch, **override):
     return out
 
 
+def trained_state(stage1_file):
+    """The tensors a stage-1 run trains (CWL and FPL): its layer1 is the authors' frozen layer1 in every run, so
+    these are all that tells two runs apart (bench/ensemble_candidates.rebuild makes a Spe-FEN of them again)."""
+    from fers.checkpoint import read_checkpoint
+
+    return {k: v for k, v in read_checkpoint(stage1_file)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}
+
+
 def stage1_runs(bands, out_dir, device, sources, stretch, seeds=None, reuse=None, **override):
     """Stage 1 once per seed of the recipe (``seeds``, else its ``seeds`` or its one ``seed``); several runs
     are joined into one Spe-FEN ensemble (fers.checkpoint.ensemble). ``reuse``: {seed: a model file whose

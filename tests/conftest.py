@@ -32,6 +32,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "FERS_QGIS_PROFILE" not in os.envir
         shutil.copytree(_profile, _copy, dirs_exist_ok=True)
         os.environ["FERS_QGIS_PROFILE"] = _copy
         atexit.register(shutil.rmtree, _copy, True)
+
 DATA = os.environ.get("FERS_DATA") or os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
 WEIGHTS = os.environ.get("FERS_WEIGHTS") or os.path.abspath(os.path.join(DATA, "..", "weights"))
 RAW = os.path.join(DATA, "raw")
