@@ -108,13 +108,15 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
 @full_fp32
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
-                tile: Optional[int] = None) -> tuple:
+                tile: Optional[int] = None, rx_trim: float = 0.0) -> tuple:
     """Score a preprocessed (B, H, W) cube (left unchanged). Returns (scores (H, W) float32 with NaN at
     invalid pixels, info).
 
     ``detector`` 'rx' is the global RX of SPEC §3; 'ae' the per-scene autoencoder, which replaces RX
     wherever the strategy calls for it (fusion A scores both enhanced cubes with it). ``tile``: side of
     the Spe-FEN tiles (default: from a 1 GB working-memory budget; the map does not depend on it).
+    ``rx_trim``: share of the highest first-pass scores left out of RX's background statistics
+    (fers.detect.rx; 0 = the SPEC's plain RX).
     Memory: the cube plus one enhanced cube of the same size, plus a tile's activations.
     """
     import torch
@@ -161,7 +163,7 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         if detector == "ae":
             maps.append(ae_scores(x, valid, seed=seed, device=device, feedback=sub))
         else:
-            s, rxm = rx(x, valid, device=device, feedback=sub)
+            s, rxm = rx(x, valid, device=device, feedback=sub, trim=rx_trim)
             info.update(rx_rank=rxm.rank, rx_condition=rxm.condition)
             maps.append(s)
         seconds["detector"] += time.perf_counter() - t0

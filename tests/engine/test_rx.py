@@ -99,3 +99,52 @@ def test_rx_on_cpu_uses_float64_statistics():
     s, model = rx(_bhw(cube[:, :, :200]), np.ones((100, 100), bool))
     assert model.mean.dtype == torch.float64 and model.condition > 1e7
     assert pairwise_auc(s, mat_scene("abu-airport-1")[1]) == pytest.approx(0.8248, abs=1e-4)
+
+
+def _numpy_trimmed_rx(x, trim):
+    """Trimmed RX written out with NumPy: plain RX, drop the top ``trim`` of the scores, np.cov and pinv of
+    the rest, every pixel scored against them."""
+    x = np.asarray(x, dtype=np.float64)
+    first = numpy_rx(x)
+    keep = first <= np.quantile(first, 1 - trim)
+    inv = np.linalg.pinv(np.cov(x[keep], rowvar=False))
+    z = x - x[keep].mean(0)
+    return np.einsum("ij,jk,ik->i", z, inv, z), keep
+
+
+def test_trimmed_rx_matches_numpy_on_real_crop_with_nodata():
+    cube, _ = mat_scene("abu-airport-1")
+    crop = cube[10:50, 20:60, :40]
+    valid = np.ones(crop.shape[:2], bool)
+    valid[:3] = False  # nodata rows: neither statistics nor quantile may see them
+    scores, model = rx(_bhw(crop), valid, trim=0.05)
+    ref, keep = _numpy_trimmed_rx(crop[valid], 0.05)
+    assert model.n == keep.sum() == int(np.ceil(0.95 * valid.sum()))
+    np.testing.assert_allclose(scores[valid], ref, rtol=2e-5)
+    assert np.isnan(scores[~valid]).all()
+    # and streaming it through small blocks changes nothing
+    many, _ = rx(_bhw(crop), valid, trim=0.05, block_bytes=40 * 40 * 8 * 3 * 3)
+    np.testing.assert_allclose(many, scores, rtol=1e-6, equal_nan=True)
+
+
+def test_trimmed_rx_lifts_targets_that_contaminate_the_covariance():
+    # 5% of the pixels share one target spectrum: in the plain covariance they are a direction of large
+    # variance, so their distance drops; once they leave the background statistics it does not
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 8))
+    targets = rng.choice(3000, 150, replace=False)
+    x[targets] += 5.0 * np.eye(8)[0]
+    labels = np.zeros(3000, bool)
+    labels[targets] = True
+    cube = _bhw(x.reshape(50, 60, 8))
+    valid = np.ones((50, 60), bool)
+    plain = rx(cube, valid)[0].ravel()
+    trimmed = rx(cube, valid, trim=0.05)[0].ravel()
+    assert pairwise_auc(trimmed, labels) > pairwise_auc(plain, labels) + 0.02  # measured 0.9779 vs 0.9462
+
+
+def test_trim_outside_its_range_is_refused():
+    from fers.errors import InputError
+
+    with pytest.raises(InputError, match="trim"):
+        rx(np.zeros((2, 4, 4), np.float32), np.ones((4, 4), bool), trim=0.5)

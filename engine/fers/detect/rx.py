@@ -8,6 +8,12 @@ The SPEC's min-max scaling to [0, 1] before RX is an affine map with a positive
 scalar: Mahalanobis distances are invariant to it (and the pseudo-inverse cut-off
 is relative to λ_max), so it is skipped rather than spend a pass on it.
 
+Trimmed RX (``trim`` > 0, beyond the SPEC): the anomalies themselves enter the global mean and
+covariance, and many or large ones (an airport's planes) pull Σ towards their own spectra, which
+lowers their distances. After the first scoring pass, μ and Σ are estimated again from the valid
+pixels scored at or below the (1 − trim) quantile and every pixel is scored against those: one
+re-estimation of the classical "background purification" kind, two more passes over the blocks.
+
 Precision matters: AVIRIS covariances have condition numbers around 1e8–1e9, so
 statistics and scores are computed in float64 even when the cube is float32.
 """
@@ -107,46 +113,63 @@ def _row_blocks(height: int, width: int, bands: int, budget_bytes: int) -> Itera
         yield slice(r0, min(height, r0 + rows))
 
 
+def check_trim(trim: float) -> float:
+    trim = float(trim)
+    if not 0.0 <= trim < 0.5:
+        raise InputError(f"the RX trim must be a fraction of the pixels in [0, 0.5), got {trim:g} "
+                         "(0 = the SPEC's plain RX; 0.01 drops the top 1% from the background statistics)")
+    return trim
+
+
 def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optional[Feedback] = None,
-       block_bytes: int = 64 << 20) -> tuple:
+       block_bytes: int = 64 << 20, trim: float = 0.0) -> tuple:
     """RX scores of a (B, H, W) cube over its valid pixels.
 
     Returns ``(scores float32 (H, W) with NaN at invalid pixels, RxModel)``. Two passes
     over row blocks: statistics, then scores; each block is at most ``block_bytes``
-    of float64 working memory.
+    of float64 working memory. ``trim`` > 0: trimmed RX (module docstring), two more passes.
     """
     feedback = feedback or Feedback()
+    trim = check_trim(trim)
     dev = torch.device(device)
     bands, height, width = cube.shape
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf): nothing to detect")
     t = torch.from_numpy(cube)
-    vmask = torch.from_numpy(valid)
     blocks = list(_row_blocks(height, width, bands, block_bytes))
-    stats = RxStats(bands, dev)
+    rounds = 2 if trim > 0 else 1
 
-    def pixels(rs):
-        """(B, n) valid pixels of a row block (a view when every pixel is valid), and their mask."""
+    def pixels(rs, mask):
+        """(B, n) pixels of a row block where ``mask`` holds (a view when it holds everywhere), and the mask."""
         x = t[:, rs].reshape(bands, -1)
-        m = vmask[rs].reshape(-1)
+        m = mask[rs].reshape(-1)
         return (x, None) if bool(m.all()) else (x[:, m], m)
 
+    vmask = torch.from_numpy(valid)
+    background = vmask
+    out = np.full((height, width), np.nan, dtype=np.float32)
     with torch.inference_mode():
-        for i, rs in enumerate(blocks):
-            feedback.check()
-            stats.update(pixels(rs)[0])
-            feedback.progress(0.5 * (i + 1) / len(blocks), "RX statistics")
-        model = stats.finalize(feedback)
-        out = np.full((height, width), np.nan, dtype=np.float32)
-        for i, rs in enumerate(blocks):
-            feedback.check()
-            x, m = pixels(rs)
-            scores = rx_scores_from_model(model, x).cpu().numpy().astype(np.float32)
-            if m is None:
-                out[rs] = scores.reshape(-1, width)
-            else:
-                block = out[rs].reshape(-1)
-                block[m.numpy()] = scores
-                out[rs] = block.reshape(-1, width)
-            feedback.progress(0.5 + 0.5 * (i + 1) / len(blocks), "RX scores")
+        for r in range(rounds):
+            base, share = r / rounds, 1 / rounds
+            if r:
+                # the pixels the first pass scored highest leave the background statistics
+                cut = np.quantile(out[valid], 1.0 - trim)
+                background = vmask & torch.from_numpy(out <= cut)
+            stats = RxStats(bands, dev)
+            for i, rs in enumerate(blocks):
+                feedback.check()
+                stats.update(pixels(rs, background)[0])
+                feedback.progress(base + share * 0.5 * (i + 1) / len(blocks), "RX statistics")
+            model = stats.finalize(feedback if r == rounds - 1 else None)
+            for i, rs in enumerate(blocks):
+                feedback.check()
+                x, m = pixels(rs, vmask)
+                scores = rx_scores_from_model(model, x).cpu().numpy().astype(np.float32)
+                if m is None:
+                    out[rs] = scores.reshape(-1, width)
+                else:
+                    block = out[rs].reshape(-1)
+                    block[m.numpy()] = scores
+                    out[rs] = block.reshape(-1, width)
+                feedback.progress(base + share * (0.5 + 0.5 * (i + 1) / len(blocks)), "RX scores")
     return out, model
