@@ -26,11 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO  # noqa: E402
 
 import torch  # noqa: E402
-from bench_accuracy import GROUPS, scaled_bands, scene_data  # noqa: E402
+from bench_accuracy import GROUPS, rx_auc, scaled_bands, scene_data, spe_features  # noqa: E402
 from fers.checkpoint import load_model, spefen_from_state  # noqa: E402
-from fers.detect.rx import rx  # noqa: E402
-from fers.metrics import roc_auc  # noqa: E402
-from fers.pipeline import enhance_features  # noqa: E402
 
 ENSEMBLES = {"K4": [10, 11, 12, 13], "K7": [10, 11, 12, 13, 14, 15, 16]}
 
@@ -72,14 +69,11 @@ def main():
                 if scaled is None:
                     continue
                 cube, valid, gt, counted = scaled
-                feats = {s: enhance_features(cube, type("M", (), {"spe": n})(), True, False, "cpu")[0]
-                         for s, n in nets.items()}
+                feats = {s: spe_features(cube, n) for s, n in nets.items()}
                 row = {}
                 ensembles = [(k, v) for k, v in ENSEMBLES.items() if set(v) <= set(feats)]
                 for label, seeds in [(f"s{s}", [s]) for s in sorted(feats)] + ensembles:
-                    h = (cube + np.mean([feats[s] for s in seeds], axis=0)).astype(np.float32)
-                    scores = rx(h, valid)[0]
-                    row[label] = round(roc_auc(scores, gt, counted & np.isfinite(scores)), 6)
+                    row[label] = round(rx_auc(cube + np.mean([feats[s] for s in seeds], axis=0), valid, gt, counted), 6)
                 table.setdefault(str(b), {}).setdefault(group, {})[name] = row
                 print(f"{b} {group} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
             rows = table[str(b)][group].values()

@@ -23,7 +23,8 @@ Rule, fixed (and committed) before any trimmed-RX figure was computed:
   objects, which stay in the scene, so removing those objects from Σ helps exactly them; this is the
   same mechanism as several anomalies of one material in a real scene, but the guard on the real
   objects is there for that reason.
-The evaluation groups are scored only after the decision (bench_accuracy, ``--rx-trim``), and decide
+The evaluation groups are scored only after the decision (`make bench-accuracy`, which scores the
+enhanced strategies as `fers detect` does and adds a trimmed-RX column for the raw bands), and decide
 nothing.
 
 Prints the per-seed table and the decision, and writes it to runs/trimmed-rx/decision.json.
@@ -39,12 +40,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO  # noqa: E402
 
-from bench_accuracy import GROUPS, default_models, scaled_bands, scene_data  # noqa: E402
+from bench_accuracy import GROUPS, default_models, rx_auc, scaled_bands, scene_data, spe_features  # noqa: E402
 from ensemble_candidates import members  # noqa: E402
 from fers.checkpoint import load_model  # noqa: E402
-from fers.detect.rx import rx  # noqa: E402
 from fers.metrics import roc_auc  # noqa: E402
-from fers.pipeline import enhance_features, score_scene  # noqa: E402
+from fers.pipeline import score_scene  # noqa: E402
 
 CANDIDATES = [0.01, 0.05]
 BANDS = [100, 200]
@@ -62,11 +62,9 @@ def seed_differences(bands, seeds_file, seed10):
             continue
         cube, valid, gt, counted = scaled
         for seed, net in nets.items():
-            f = enhance_features(cube, type("M", (), {"spe": net})(), True, False, "cpu")[0]
-            h = (cube + f).astype(np.float32)
+            h = cube + spe_features(cube, net)
             for trim in [0.0] + CANDIDATES:
-                s = rx(h, valid, trim=trim)[0]
-                per_host.setdefault(trim, {}).setdefault(seed, []).append(roc_auc(s, gt, counted & np.isfinite(s)))
+                per_host.setdefault(trim, {}).setdefault(seed, []).append(rx_auc(h, valid, gt, counted, trim))
         print(f"{bands} implanted {name}: done", flush=True)
     return {t: {s: float(np.mean(v)) for s, v in d.items()} for t, d in per_host.items()}
 

@@ -88,15 +88,11 @@ def implanted_auc(spe, group="implanted targets"):
     """{host: spectral AUC, "mean": …} of one Spe-FEN on the implanted targets (or another bench group, for
     reporting only) at BANDS bands (CPU)."""
     import numpy as np
-    from fers.detect.rx import rx
-    from fers.metrics import roc_auc
-    from fers.pipeline import enhance_features
+    from bench_accuracy import rx_auc, spe_features
 
     row = {}
     for name, (cube, valid, gt, counted) in scenes(group).items():
-        f = enhance_features(cube, type("M", (), {"spe": spe})(), True, False, "cpu")[0]
-        scores = rx((cube + f).astype(np.float32), valid)[0]
-        row[name] = round(float(roc_auc(scores, gt, counted & np.isfinite(scores))), 6)
+        row[name] = round(rx_auc(cube + spe_features(cube, spe), valid, gt, counted), 6)
     row["mean"] = round(float(np.mean(list(row.values()))), 6)
     return row
 

@@ -98,6 +98,17 @@ def numpy_rx(hwb_valid_pixels):
     return np.array([zi @ inv @ zi for zi in z])
 
 
+def numpy_trimmed_rx(pixels, trim):
+    """Trimmed RX written out with NumPy: textbook RX, drop the top ``trim`` of its scores, np.cov and pinv of
+    the rest, every pixel scored against them. Returns (scores, the pixels kept)."""
+    x = np.asarray(pixels, dtype=np.float64)
+    first = numpy_rx(x)
+    keep = first <= np.quantile(first, 1 - trim)
+    inv = np.linalg.pinv(np.cov(x[keep], rowvar=False))
+    z = x - x[keep].mean(0)
+    return np.einsum("ij,jk,ik->i", z, inv, z), keep
+
+
 def pairwise_auc(scores, labels):
     """AUC as P(anomaly score > background score) + ½P(=), by brute-force comparison."""
     s = np.asarray(scores, dtype=np.float64).ravel()

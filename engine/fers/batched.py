@@ -1,7 +1,7 @@
 """Many small scenes at once (HAD100's 64×64 tests, image chips): one batched pass on the device.
 
 ``score_batch`` gives, for a stack of equally sized, fully valid scenes, what ``score_scene``
-gives for each on its own (RX detector; every strategy): the networks run on the whole batch
+gives for each on its own with the SPEC's plain RX (``rx_trim=0``; every strategy): the networks run on the whole batch
 (both are per-sample: the Spa-FEN's pooling and SE gate average within each scene, BatchNorm
 is in eval mode), and RX estimates one mean and covariance per scene with batched matrix
 products and a batched eigendecomposition. On a GPU this turns a hundred kernel launches per

@@ -354,12 +354,19 @@ def _bands_label(n: int) -> str:
 def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("none",), detectors=("rx",),
                   models: Sequence = (), device: str = "auto", had100: Optional[str] = None,
                   sensor: str = "aviris_ng", plots: bool = True, gallery_max: int = 24, html: Optional[str] = None,
-                  feedback: Optional[Feedback] = None) -> BenchmarkResult:
-    """Benchmark every scene × band count × strategy × detector; write the results folder. See the module doc."""
+                  feedback: Optional[Feedback] = None, rx_trim: Optional[float] = 0.0) -> BenchmarkResult:
+    """Benchmark every scene × band count × strategy × detector; write the results folder. See the module doc.
+
+    ``rx_trim``: the RX trim of every run (fers.detect.rx); 0, the default, is the paper's plain RX, as its
+    tables; None is what ``fers detect`` does (trimmed RX for the strategies with a model)."""
+    from .detect.rx import check_trim
+
     from .device import resolve_device
 
     feedback = feedback or Feedback()
     t_start = time.perf_counter()
+    if rx_trim is not None:
+        check_trim(rx_trim)
     bands = parse_band_counts(bands)
     strategies = parse_strategy_specs(strategies)
     detectors = parse_names(detectors, DETECTORS, "detector")
@@ -374,7 +381,8 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     else:
         scene_list, skipped_scenes = collect_scenes(scenes, had100, sensor, feedback)
     feedback.info(f"{len(scene_list)} scene(s); bands {', '.join(map(_bands_label, bands))}; strategies "
-                  f"{', '.join(strategies)}; detectors {', '.join(detectors)}; device {dev}")
+                  f"{', '.join(strategies)}; detectors {', '.join(detectors)}; device {dev}; RX trim "
+                  + ("auto" if rx_trim is None else f"{rx_trim:g}"))
     for s in skipped_scenes:
         feedback.warn(f"{s['scene']} skipped: {s['reason']}")
     by_bands = load_models(models, dev, feedback)
@@ -473,7 +481,7 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                         warmed.add(key)
                     try:
                         t0 = time.perf_counter()
-                        scores, info = score_scene(cube, valid, name, det, mdl, dev, run_fb)
+                        scores, info = score_scene(cube, valid, name, det, mdl, dev, run_fb, rx_trim=rx_trim)
                         seconds = time.perf_counter() - t0
                         auc = roc_auc(scores, gt, aval)
                     except Cancelled:
@@ -505,7 +513,8 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     feedback.check()
     summary = _summary(rows, bands, strategies, detectors)
     meta = {"engine_version": __version__, "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "device": dev, "bands": bands, "strategies": strategies, "detectors": detectors, "models": models_info,
+            "device": dev, "bands": bands, "strategies": strategies, "detectors": detectors,
+            "rx_trim": "auto" if rx_trim is None else rx_trim, "models": models_info,
             "scenes": len(scene_list), "seconds": time.perf_counter() - t_start}
     files: Dict[str, object] = {}
     if plots:
@@ -673,7 +682,8 @@ def _markdown(rows, summary, meta, skipped_scenes, detectors) -> str:
         "# FERS benchmark",
         "",
         f"{meta['scenes']} scene(s); bands {', '.join(map(_bands_label, meta['bands']))}; device {meta['device']}; "
-        f"models: {models}; engine {meta['engine_version']}; {meta['created']}. AUC over valid pixels; seconds = "
+        f"models: {models}; RX trim {meta['rx_trim']} (0 = the paper's plain RX); engine {meta['engine_version']}; "
+        f"{meta['created']}. AUC over valid pixels; seconds = "
         "feature enhancement + detector + fusion per scene (reading and scaling excluded).",
         "",
         "## Mean AUC",

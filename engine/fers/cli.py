@@ -18,8 +18,18 @@ def _bands_arg(args):
     return args.bands
 
 
+def _trim_arg(text):
+    """--rx-trim: a fraction, or 'auto' (None)."""
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.01, or auto; got '{text}'")
+
+
 def cmd_detect(args, fb):
-    from .pipeline import detect
+    from .pipeline import detect, detector_label
 
     products = bool(args.mask or args.objects)
     if products:
@@ -28,8 +38,9 @@ def cmd_detect(args, fb):
         check_paths(args.mask, args.objects, [args.input, args.output])  # before any computation
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
-                 tile_size=args.tile_size, memory_mb=args.memory_mb)
-    fb.info(f"wrote {res.output} ({len(res.bands)} bands, {res.seconds:.2f} s on {res.device})")
+                 tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim)
+    fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
+            f"{res.seconds:.2f} s on {res.device})")
     extra = {}
     if products:
         from .objects import products_for_detection
@@ -124,7 +135,8 @@ def cmd_benchmark(args, fb):
                          "or --had100 DIR")
     res = run_benchmark(args.scenes, args.out, bands=args.bands, strategies=args.strategies,
                         detectors=args.detectors, models=args.model, device=args.device, had100=args.had100,
-                        sensor=args.sensor, plots=not args.no_plots, html=args.html, feedback=fb)
+                        sensor=args.sensor, plots=not args.no_plots, html=args.html, feedback=fb,
+                        rx_trim=args.rx_trim)
     print(res.markdown)
     print(f"results: {res.out_dir} (results.csv, results.md, results.json" + (", roc/, gallery_*.png" if
           res.files.get("roc") else "") + ")" + (f"; report: {res.files['html']}" if res.files.get("html") else ""))
@@ -174,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
                         "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
     d.add_argument("--detector", choices=DETECTORS, default="rx")
+    d.add_argument("--rx-trim", type=_trim_arg, default=None, metavar="F",
+                   help="RX: leave the top F of the first pass's scores out of the background mean and covariance "
+                        "(default auto: 0.01 with a model's strategy, 0 = the SPEC's plain RX for --strategy none)")
     d.add_argument("--model", help="model checkpoint file or the authors' checkpoint folder")
     d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
@@ -277,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--strategies", default="none", help=f"comma-separated, from {','.join(STRATEGIES)}; NAME@MODEL binds a strategy to a model "
                                          "(path or bundled name), so several models of one band count compare in one run")
     bm.add_argument("--detectors", "--detector", default="rx", help=f"comma-separated, from {','.join(DETECTORS)}")
+    bm.add_argument("--rx-trim", type=_trim_arg, default=0.0, metavar="F",
+                    help="RX trim of every strategy (default 0: the paper's plain RX, as its tables; 'auto': what "
+                         "fers detect does, 0.01 for the strategies with a model)")
     bm.add_argument("--model", action="append", default=[],
                     help="checkpoint or authors' folder; repeat for one model per band count")
     bm.add_argument("--had100", help="a HAD100 root: benchmark its test/<sensor>/*.npy")

@@ -308,4 +308,6 @@ def products_for_detection(res, input: str, mask: Optional[str] = None, objects:
     georef = open_source(input, variable).georef
     meta = {"FERS_VERSION": __version__, "FERS_SOURCE": os.path.basename(input), "FERS_STRATEGY": res.strategy,
             "FERS_DETECTOR": res.detector}
+    if "rx_trim" in res.info:
+        meta["FERS_RX_TRIM"] = f"{res.info['rx_trim']:g}"
     return anomaly_products(res.scores, res.valid, georef, mask, objects, percentile, false_alarm_rate, meta, feedback)

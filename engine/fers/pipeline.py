@@ -53,6 +53,16 @@ def resolve_strategy(strategy: str, bands: int) -> str:
     return strategy
 
 
+def resolve_rx_trim(rx_trim: Optional[float], strategy: str) -> float:
+    """None ('auto'): the trimmed RX of fers.detect.rx (DEFAULT_TRIM) for the strategies that enhance the
+    cube, the SPEC's plain RX for 'none', the baseline they are compared with."""
+    from .detect.rx import DEFAULT_TRIM, check_trim
+
+    if rx_trim is None:
+        return 0.0 if strategy == "none" else DEFAULT_TRIM
+    return check_trim(rx_trim)
+
+
 def _minmax(s: np.ndarray) -> np.ndarray:
     lo, hi = np.nanmin(s), np.nanmax(s)
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
@@ -108,7 +118,7 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
 @full_fp32
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
-                tile: Optional[int] = None, rx_trim: float = 0.0) -> tuple:
+                tile: Optional[int] = None, rx_trim: Optional[float] = None) -> tuple:
     """Score a preprocessed (B, H, W) cube (left unchanged). Returns (scores (H, W) float32 with NaN at
     invalid pixels, info).
 
@@ -116,7 +126,8 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     wherever the strategy calls for it (fusion A scores both enhanced cubes with it). ``tile``: side of
     the Spe-FEN tiles (default: from a 1 GB working-memory budget; the map does not depend on it).
     ``rx_trim``: share of the highest first-pass scores left out of RX's background statistics
-    (fers.detect.rx; 0 = the SPEC's plain RX).
+    (fers.detect.rx; 0 = the SPEC's plain RX; None = ``resolve_rx_trim``: 0.01 when the strategy
+    enhances the cube, 0 for 'none').
     Memory: the cube plus one enhanced cube of the same size, plus a tile's activations.
     """
     import torch
@@ -126,11 +137,14 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
 
     feedback = feedback or Feedback()
     strategy = resolve_strategy(strategy, cube.shape[0])
+    rx_trim = resolve_rx_trim(rx_trim, strategy)
     if detector not in DETECTORS:
         raise InputError(f"unknown detector '{detector}' (choose one of: {', '.join(DETECTORS)})")
     need_spe = strategy in ("spectral", "multiplicative", "additive")
     need_spa = strategy in ("spatial", "multiplicative", "additive")
     info = {"strategy": strategy, "model_seconds": 0.0}
+    if detector == "rx":
+        info["rx_trim"] = rx_trim
     if need_spe or need_spa:
         if model is None:
             raise ModelError(f"strategy '{strategy}' needs a model (MODEL / --model): a FERS checkpoint "
@@ -211,12 +225,14 @@ def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
-           memory_mb: float = 0) -> DetectResult:
+           memory_mb: float = 0, rx_trim: Optional[float] = None) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     ``tile_size``: side of the spectral-branch tiles in pixels (0 = chosen from ``memory_mb``, the working
     memory allowed for one tile, default 1024 MB, and on a CPU at most 128 px, its fastest); the map does
     not depend on it.
+
+    ``rx_trim``: see ``score_scene`` (None: trimmed RX for the enhanced strategies, plain for 'none').
 
     With ``output`` None nothing is written (the map is returned).
     """
@@ -226,6 +242,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     t0 = time.perf_counter()
     if tile_size and tile_size < MIN_TILE:
         raise InputError(f"TILE_SIZE must be 0 (automatic) or at least {MIN_TILE} px, got {tile_size}")
+    if rx_trim is not None:
+        from .detect.rx import check_trim
+
+        check_trim(rx_trim)  # before any reading
     if memory_mb and memory_mb < 16:
         raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
     if output is not None:
@@ -248,7 +268,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         feedback.info(f"{n_invalid} nodata/NaN/Inf pixel(s) excluded from every statistic and left as nodata")
     cube, minmax = scale_cube(cube, valid)
     tile = int(tile_size) or spe_tile_size(cube.shape[0], memory_mb or DEFAULT_MEMORY_MB, dev)
-    scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95), tile=tile)
+    scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95), tile=tile,
+                               rx_trim=rx_trim)
     if mdl is not None:
         info["tile_size"] = tile
     strategy = info["strategy"]
@@ -258,14 +279,22 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         nodata = output_nodata(src.nodata)
         if not src.georef.known:
             feedback.warn(f"{os.path.basename(input)} carries no georeferencing; the map is a plain pixel grid")
-        band_name = f"anomaly score ({strategy}, {detector})"
+        band_name = f"anomaly score ({strategy}, {detector_label(detector, info)})"
         meta = {"FERS_VERSION": __version__, "FERS_STRATEGY": strategy, "FERS_DETECTOR": detector,
                 "FERS_BANDS": _band_ranges(idx), "FERS_SOURCE": os.path.basename(input),
                 "FERS_MODEL": mdl.source if mdl is not None else ""}
+        if "rx_trim" in info:
+            meta["FERS_RX_TRIM"] = f"{info['rx_trim']:g}"
         write_raster(output, [np.where(valid, scores, nodata)], src.georef, nodata, [band_name], meta,
                      feedback=feedback)
     feedback.progress(1.0, "done")
     return DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info)
+
+
+def detector_label(detector: str, info: dict) -> str:
+    """'rx', 'rx trimmed 0.01' or 'ae': what scored the map, for band names and messages."""
+    trim = info.get("rx_trim", 0.0) if detector == "rx" else 0.0
+    return f"{detector} trimmed {trim:g}" if trim else detector
 
 
 def _band_ranges(idx: Sequence[int]) -> str:

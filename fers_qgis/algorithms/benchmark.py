@@ -3,7 +3,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingOutputString, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterString)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from .base import FersAlgorithm
 from .detect import DETECTORS, DEVICES, STRATEGIES
@@ -40,6 +40,9 @@ class BenchmarkAlgorithm(FersAlgorithm):
         "MORE_MODELS": "Further checkpoints (paths or bundled names, separated by ;), one per band count, so a "
                        "single run covers 50, 100 and 200 bands.",
         "SENSOR": "Which HAD100 test folder to read when SCENE_FOLDER is a HAD100 root.",
+        "RX_TRIM": "RX only. Share of the pixels (the highest of a first pass) left out of the background mean and "
+                   "covariance. 0 (default) = the paper's plain RX, as in its tables; empty = what fers:detect does "
+                   "(0.01 for the strategies with a model, 0 for 'none').",
         "OUTPUT_FOLDER": "Where results.csv, results.md, results.json, roc/*.png and the galleries are written.",
         "OUTPUT_HTML": "One HTML page with the tables, ROC curves and score maps beside their ground truth.",
     }
@@ -68,6 +71,10 @@ class BenchmarkAlgorithm(FersAlgorithm):
         self.addParameter(more)
         self.add_enum("SENSOR", "HAD100 sensor folder", SENSORS, "aviris_ng", advanced=True)
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
+        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim (0 = the paper's plain RX; empty = as fers:detect)",
+                                            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, 0.49)
+        trim.setFlags(trim.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(trim)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Results folder"))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_HTML", "Report", "HTML files (*.html)"))
         self.addOutput(QgsProcessingOutputFile("RESULTS_CSV", "Results table (CSV)"))
@@ -90,13 +97,16 @@ class BenchmarkAlgorithm(FersAlgorithm):
         models = [self.parameterAsFile(parameters, "MODEL", context)]
         models += [m.strip() for m in (self.parameterAsString(parameters, "MORE_MODELS", context) or "").split(";")]
         bands = parse_band_counts(self.parameterAsString(parameters, "BANDS", context))
+        trim = parameters.get("RX_TRIM", 0.0)
+        trim = None if trim is None or trim == "" else self.parameterAsDouble(parameters, "RX_TRIM", context)
         res = run_benchmark(scenes, self.parameterAsString(parameters, "OUTPUT_FOLDER", context), bands=bands,
                             strategies=self.parameterAsEnumStrings(parameters, "STRATEGIES", context),
                             detectors=[self.parameterAsEnumString(parameters, "DETECTOR", context)],
                             models=[m for m in models if m],
                             device=self.parameterAsEnumString(parameters, "DEVICE", context),
                             sensor=self.parameterAsEnumString(parameters, "SENSOR", context),
-                            html=self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context), feedback=feedback)
+                            html=self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context), feedback=feedback,
+                            rx_trim=trim)
         out = {"OUTPUT_FOLDER": res.out_dir, "OUTPUT_HTML": res.files["html"], "RESULTS_CSV": res.files["csv"],
                "RUNS": sum(r["status"] == "ok" for r in res.rows),
                "NOT_RUN": sum(r["status"] != "ok" for r in res.rows),

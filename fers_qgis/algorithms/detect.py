@@ -68,7 +68,7 @@ class DetectAlgorithm(FersAlgorithm):
             "else B. With the bundled 100-band model, A scores best on anomalies that cover several pixels (vehicles, "
             "buildings); with both bundled models, B or spectral on one-pixel, sub-pixel targets, where the spatial "
             "branch has no shape to see (the model cards' figures).\n"
-            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
+            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics; with a model's strategy, trimmed: the top 1% of a first pass leave the background statistics, so that many similar anomalies do not hide each other; RX_TRIM sets it, 0 = the paper's plain RX); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
             "<b>Model</b>: a checkpoint file or folder (MODEL), or one of the bundled models (BUNDLED_MODEL).\n"
             "<b>Anomaly mask / objects</b> (optional): pixels whose score is above a threshold — the given "
             "percentile of the valid scores, or the score that leaves at most the given false-alarm rate (fraction "
@@ -98,6 +98,10 @@ class DetectAlgorithm(FersAlgorithm):
                      "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
         "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
                      "enhanced copy of them are held besides (about twice their size in float32).",
+        "RX_TRIM": "RX only. Share of the pixels (the highest-scoring of a first pass) left out of the background "
+                   "mean and covariance before the final scores. Empty = automatic: 0.01 for the strategies that "
+                   "use a model (chosen on the bundled models' selection figures; see their cards), 0 for 'none'. "
+                   "0 = the paper's plain RX.",
         "OUTPUT": "Float32 GeoTIFF of anomaly scores (≥ 0, higher = more anomalous) on the input's grid and CRS.",
         "MASK": "Optional Byte GeoTIFF: 1 = anomalous (score above the threshold), 0 = not, 255 = nodata.",
         "OBJECTS": "Optional polygons (GeoPackage, GeoJSON or FlatGeobuf), one per 8-connected group of anomalous "
@@ -149,6 +153,11 @@ class DetectAlgorithm(FersAlgorithm):
             p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, 0)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
+        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim: share of top scores left out of the background "
+                                            "statistics (empty = automatic)",
+                                            QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)
+        trim.setFlags(trim.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(trim)
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD_PERCENTILE", "Anomaly threshold: score percentile (mask and objects)",
             QgsProcessingParameterNumber.Double, 99.5, True, 0.0, 99.9999))
@@ -177,7 +186,7 @@ class DetectAlgorithm(FersAlgorithm):
 
     def run_engine(self, parameters, context, feedback):
         from fers.objects import check_paths, display_range, products_for_detection
-        from fers.pipeline import detect
+        from fers.pipeline import detect, detector_label
         from fers.preprocess import parse_band_list
 
         from ..styling import QmlStyler, ScoreStyler, on_load
@@ -191,15 +200,19 @@ class DetectAlgorithm(FersAlgorithm):
         objects = self.parameterAsOutputLayer(parameters, "OBJECTS", context) or None
         if mask or objects:
             check_paths(mask, objects, [src, out])  # before any computation
+        trim = parameters.get("RX_TRIM")
+        trim = None if trim is None or trim == "" else self.parameterAsDouble(parameters, "RX_TRIM", context)
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
                      model=model, device=self.parameterAsEnumString(parameters, "DEVICE", context),
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-                     memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback)
+                     memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
+                     rx_trim=trim)
         i = res.info
-        feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read; model "
+        feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
+                      f"{detector_label(res.detector, i)}; model "
                       f"{i.get('model_seconds', 0.0):.2f} s, detector {i.get('detector_seconds', 0.0):.2f} s)")
         name = input_name(self, parameters, "INPUT", context)
         results = {"OUTPUT": res.output}

@@ -64,6 +64,7 @@ def test_evaluate_writes_roc_png_and_html(scene_tifs, tmp_path):
     (["detect", "{tif}", "/nonexistent/dir/o.tif"], "output folder does not exist"),
     (["detect", "{tif}", "{out}", "--strategy", "spectral", "--bands", "37"], "no bundled model for 37 bands"),
     (["detect", "{tif}", "{out}", "--device", "cuda"], "no CUDA GPU"),
+    (["detect", "{tif}", "{out}", "--rx-trim", "0.6"], "the RX trim must be a fraction of the pixels in [0, 0.5)"),
     (["evaluate", "{tif}", "{gt}"], "has 205 bands; a score map has one"),
 ])
 def test_errors_are_one_clear_line_and_leave_no_output(scene_tifs, tmp_path, args, message):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PAPER_SET, fers, mat_scene, numpy_rx, read_geotiff
+from conftest import PAPER_SET, fers, mat_scene, numpy_rx, numpy_trimmed_rx, read_geotiff
 from fers.checkpoint import load_model
 from fers.pipeline import STRATEGIES, score_scene
 from fers.preprocess import scale_cube
@@ -31,13 +31,41 @@ def test_fusion_arithmetic_matches_independent_numpy(stage2_model):
         "multiplicative": _minmax(rx_np(cube + f_spa)) * _minmax(rx_np(cube + f_spe)),
     }
     for strategy, ref in expected.items():
-        got, info = score_scene(cube.copy(), valid, strategy, "rx", model)
+        got, info = score_scene(cube.copy(), valid, strategy, "rx", model, rx_trim=0.0)  # the SPEC's plain RX
         assert info["strategy"] == strategy
         np.testing.assert_allclose(got, ref, rtol=2e-3, atol=1e-6 if strategy == "multiplicative" else 0, err_msg=strategy)
         # rankings, what AUC sees, agree more tightly than values
         assert np.corrcoef(np.argsort(np.argsort(got.ravel())), np.argsort(np.argsort(ref.ravel())))[0, 1] > 0.99999
     auto, info = score_scene(cube.copy(), valid, "auto", "rx", model)
     assert info["strategy"] == "additive" and np.array_equal(auto, score_scene(cube.copy(), valid, "additive", "rx", model)[0])
+
+
+def test_default_detector_is_trimmed_rx_for_the_enhanced_strategies_only(stage2_model):
+    from fers.detect.rx import DEFAULT_TRIM
+
+    model = load_model(stage2_model)
+    cube = np.ascontiguousarray(np.moveaxis(mat_scene("abu-airport-2")[0][:50, :60, :100], 2, 0), dtype=np.float32)
+    valid = np.ones(cube.shape[1:], bool)
+    scale_cube(cube, valid)
+    with torch.inference_mode():
+        h = torch.from_numpy(cube)[None]
+        f_spe, f_spa = model.spe(h)[0].numpy(), model.spa(h)[0].numpy()
+
+    def trimmed(x):
+        return numpy_trimmed_rx(x.reshape(x.shape[0], -1).T, DEFAULT_TRIM)[0].reshape(x.shape[1:])
+
+    assert DEFAULT_TRIM == 0.01
+    expected = {"none": numpy_rx(cube.reshape(100, -1).T).reshape(50, 60), "spectral": trimmed(cube + f_spe),
+                "multiplicative": _minmax(trimmed(cube + f_spa)) * _minmax(trimmed(cube + f_spe))}
+    for strategy, ref in expected.items():
+        got, info = score_scene(cube.copy(), valid, strategy, "rx", model)
+        assert info["rx_trim"] == (0.0 if strategy == "none" else DEFAULT_TRIM), strategy
+        np.testing.assert_allclose(got, ref, rtol=2e-3, atol=1e-6 if strategy == "multiplicative" else 0,
+                                   err_msg=strategy)
+    # an explicit trim holds for every strategy, 'none' included
+    got, info = score_scene(cube.copy(), valid, "none", "rx", model, rx_trim=0.05)
+    assert info["rx_trim"] == 0.05
+    np.testing.assert_allclose(got, numpy_trimmed_rx(cube.reshape(100, -1).T, 0.05)[0].reshape(50, 60), rtol=2e-3)
 
 
 def test_auto_picks_multiplicative_at_50_bands_or_fewer():

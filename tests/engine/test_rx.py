@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PUBLISHED_RX, fers, mat_scene, numpy_rx, pairwise_auc, read_geotiff, write_geotiff
+from conftest import (PUBLISHED_RX, fers, mat_scene, numpy_rx, numpy_trimmed_rx, pairwise_auc, read_geotiff,
+                      write_geotiff)
 from fers.detect.rx import rx
 from fers.feedback import RecordingFeedback
 from fers.metrics import roc_auc
@@ -101,24 +102,13 @@ def test_rx_on_cpu_uses_float64_statistics():
     assert pairwise_auc(s, mat_scene("abu-airport-1")[1]) == pytest.approx(0.8248, abs=1e-4)
 
 
-def _numpy_trimmed_rx(x, trim):
-    """Trimmed RX written out with NumPy: plain RX, drop the top ``trim`` of the scores, np.cov and pinv of
-    the rest, every pixel scored against them."""
-    x = np.asarray(x, dtype=np.float64)
-    first = numpy_rx(x)
-    keep = first <= np.quantile(first, 1 - trim)
-    inv = np.linalg.pinv(np.cov(x[keep], rowvar=False))
-    z = x - x[keep].mean(0)
-    return np.einsum("ij,jk,ik->i", z, inv, z), keep
-
-
 def test_trimmed_rx_matches_numpy_on_real_crop_with_nodata():
     cube, _ = mat_scene("abu-airport-1")
     crop = cube[10:50, 20:60, :40]
     valid = np.ones(crop.shape[:2], bool)
     valid[:3] = False  # nodata rows: neither statistics nor quantile may see them
     scores, model = rx(_bhw(crop), valid, trim=0.05)
-    ref, keep = _numpy_trimmed_rx(crop[valid], 0.05)
+    ref, keep = numpy_trimmed_rx(crop[valid], 0.05)
     assert model.n == keep.sum() == int(np.ceil(0.95 * valid.sum()))
     np.testing.assert_allclose(scores[valid], ref, rtol=2e-5)
     assert np.isnan(scores[~valid]).all()
@@ -148,3 +138,12 @@ def test_trim_outside_its_range_is_refused():
 
     with pytest.raises(InputError, match="trim"):
         rx(np.zeros((2, 4, 4), np.float32), np.ones((4, 4), bool), trim=0.5)
+
+
+def test_rx_leaves_a_float64_cube_untouched():
+    # statistics and scores centre pixel vectors in place: on a copy, even when no dtype cast makes one (a
+    # float64 cube was centred in place before, though no caller passed one)
+    cube = np.random.default_rng(1).normal(size=(6, 20, 30))
+    keep = cube.copy()
+    rx(cube, np.ones((20, 30), bool), trim=0.05)
+    np.testing.assert_array_equal(cube, keep)

@@ -1,10 +1,11 @@
 """fers:benchmark through real qgis_process, headless: a HAD100-layout folder, and raster layers with _gt truths."""
 import csv
+import json
 import os
 
 import numpy as np
 
-from conftest import WEIGHTS, mat_scene, numpy_rx, pairwise_auc, qgis_process, write_geotiff
+from conftest import WEIGHTS, mat_scene, numpy_rx, numpy_trimmed_rx, pairwise_auc, qgis_process, write_geotiff
 from had100_layout import _window, build_had100
 from test_qgis_process import _results
 
@@ -50,3 +51,11 @@ def test_benchmark_on_raster_layers_with_gt_beside_them(tmp_path):
     assert res["RUNS"] == "2" and res["NOT_RUN"] == "0"
     ref = np.mean([pairwise_auc(numpy_rx(c.reshape(-1, 40)), g) for _, c, g in layers])
     assert abs(float(res["MEAN_AUC_NONE"]) - ref) < 2e-5
+    assert json.load(open(tmp_path / "out" / "results.json"))["meta"]["rx_trim"] == 0.0  # the paper's RX by default
+    # RX_TRIM reaches the detector: the trimmed RX of the same layers, against the NumPy one
+    r = qgis_process("run", "fers:benchmark", "--", *args, "BANDS=40", "STRATEGIES=none", "DEVICE=cpu", "RX_TRIM=0.05",
+                     f"OUTPUT_FOLDER={tmp_path / 'trim'}", f"OUTPUT_HTML={tmp_path / 't.html'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ref = np.mean([pairwise_auc(numpy_trimmed_rx(c.reshape(-1, 40), 0.05)[0], g) for _, c, g in layers])
+    assert abs(float(_results(r.stdout)["MEAN_AUC_NONE"]) - ref) < 2e-5
+    assert json.load(open(tmp_path / "trim" / "results.json"))["meta"]["rx_trim"] == 0.05

@@ -13,11 +13,18 @@ from test_qgis_process import _results
 def test_detect_with_authors_checkpoint_folder(scene_tifs, tmp_path, name, bands, ckpt, published):
     tif, _ = scene_tifs[name]
     out = tmp_path / "s.tif"
+    # RX_TRIM=0: the paper's plain RX, which the published figures used (the default trims 1%)
     r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"BANDS={bands}", "STRATEGY=spectral",
-                     f"MODEL={os.path.join(WEIGHTS, 'fers-reference', ckpt)}", "DEVICE=cpu", f"OUTPUT={out}")
+                     f"MODEL={os.path.join(WEIGHTS, 'fers-reference', ckpt)}", "DEVICE=cpu", "RX_TRIM=0",
+                     f"OUTPUT={out}")
     assert r.returncode == 0, r.stdout + r.stderr
     scores, wkt, _, _ = read_geotiff(out)
     assert "UTM zone 11N" in wkt
+    from osgeo import gdal
+
+    ds = gdal.Open(str(out))
+    assert ds.GetMetadataItem("FERS_RX_TRIM") == "0"
+    assert ds.GetRasterBand(1).GetDescription() == "anomaly score (spectral, rx)"
     assert abs(pairwise_auc(scores[0], mat_scene(name)[1]) - published) <= 5e-4
 
 
