@@ -92,6 +92,14 @@ def scaled_bands(scene, bands):
     return cube, valid, gt, valid & counted
 
 
+def group_scenes(group, bands):
+    """(name, (cube, valid, gt, counted)) of each scene of a group that has ``bands`` bands."""
+    for name in GROUPS[group]:
+        scaled = scaled_bands(scene_data(name, group), bands)
+        if scaled is not None:
+            yield name, scaled
+
+
 def spe_features(cube, spe):
     """F_spe of one Spe-FEN (or ensemble) on a scaled (B, H, W) cube, on the CPU (the seed and recipe studies
     score networks that are not whole models)."""

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO  # noqa: E402
 
 import torch  # noqa: E402
-from bench_accuracy import GROUPS, rx_auc, scaled_bands, scene_data, spe_features  # noqa: E402
+from bench_accuracy import group_scenes, rx_auc, spe_features  # noqa: E402
 from fers.checkpoint import load_model, spefen_from_state  # noqa: E402
 
 ENSEMBLES = {"K4": [10, 11, 12, 13], "K7": [10, 11, 12, 13, 14, 15, 16]}
@@ -64,11 +64,7 @@ def main():
     for b in args.bands:
         nets = members(b, os.path.join(args.seeds, f"seeds-{b}{args.tag}.pt"), seed10.get(str(b)))
         for group in args.groups:
-            for name in GROUPS[group]:
-                scaled = scaled_bands(scene_data(name, group), b)
-                if scaled is None:
-                    continue
-                cube, valid, gt, counted = scaled
+            for name, (cube, valid, gt, counted) in group_scenes(group, b):
                 feats = {s: spe_features(cube, n) for s, n in nets.items()}
                 row = {}
                 ensembles = [(k, v) for k, v in ENSEMBLES.items() if set(v) <= set(feats)]

@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO  # noqa: E402
 
-from bench_accuracy import GROUPS, default_models, rx_auc, scaled_bands, scene_data, spe_features  # noqa: E402
+from bench_accuracy import default_models, group_scenes, rx_auc, spe_features  # noqa: E402
 from ensemble_candidates import members  # noqa: E402
 from fers.checkpoint import load_model  # noqa: E402
 from fers.metrics import roc_auc  # noqa: E402
@@ -56,11 +56,7 @@ def seed_differences(bands, seeds_file, seed10):
     """{trim: {seed: mean over hosts of AUC(trim)}} with trim 0 the plain RX, strategy spectral."""
     nets = members(bands, seeds_file, seed10)
     per_host = {}
-    for name in GROUPS["implanted targets"]:
-        scaled = scaled_bands(scene_data(name, "implanted targets"), bands)
-        if scaled is None:
-            continue
-        cube, valid, gt, counted = scaled
+    for name, (cube, valid, gt, counted) in group_scenes("implanted targets", bands):
         for seed, net in nets.items():
             h = cube + spe_features(cube, net)
             for trim in [0.0] + CANDIDATES:
@@ -72,11 +68,7 @@ def seed_differences(bands, seeds_file, seed10):
 def guard_means(bands, model):
     """{trim: {strategy label: background-anomaly mean AUC}} of a bundled model."""
     out = {}
-    for name in GROUPS["background anomalies"]:
-        scaled = scaled_bands(scene_data(name, "background anomalies"), bands)
-        if scaled is None:
-            continue
-        cube, valid, gt, counted = scaled
+    for _, (cube, valid, gt, counted) in group_scenes("background anomalies", bands):
         for trim in [0.0] + CANDIDATES:
             for label, strategy in STRATEGIES.items():
                 s = score_scene(cube, valid, strategy, "rx", model, "cpu", rx_trim=trim)[0]

@@ -78,10 +78,9 @@ GPU_GIB_PER_RUN = 9
 def scenes(group):
     """{name: (cube, valid, gt, counted)} of a bench group's scenes at BANDS bands: read (and, for the implanted
     targets, implanted) once per process, however many runs are scored on them."""
-    from bench_accuracy import GROUPS, scaled_bands, scene_data
+    from bench_accuracy import group_scenes
 
-    out = {name: scaled_bands(scene_data(name, group), BANDS) for name in GROUPS[group]}
-    return {name: scaled for name, scaled in out.items() if scaled is not None}
+    return dict(group_scenes(group, BANDS))
 
 
 def implanted_auc(spe, group="implanted targets"):

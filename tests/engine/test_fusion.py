@@ -13,14 +13,19 @@ def _minmax(s):
     return (s - s.min()) / (s.max() - s.min())
 
 
-def test_fusion_arithmetic_matches_independent_numpy(stage2_model):
-    model = load_model(stage2_model)
-    cube = np.ascontiguousarray(np.moveaxis(mat_scene("abu-airport-2")[0][:60, :70, :100], 2, 0), dtype=np.float32)
+def _crop_and_features(model, rows, cols):
+    """A scaled 100-band crop of abu-airport-2, its valid mask, and the model's F_spe and F_spa on it."""
+    cube = np.ascontiguousarray(np.moveaxis(mat_scene("abu-airport-2")[0][:rows, :cols, :100], 2, 0), dtype=np.float32)
     valid = np.ones(cube.shape[1:], bool)
     scale_cube(cube, valid)
     with torch.inference_mode():
         h = torch.from_numpy(cube)[None]
-        f_spe, f_spa = model.spe(h)[0].numpy(), model.spa(h)[0].numpy()
+        return cube, valid, model.spe(h)[0].numpy(), model.spa(h)[0].numpy()
+
+
+def test_fusion_arithmetic_matches_independent_numpy(stage2_model):
+    model = load_model(stage2_model)
+    cube, valid, f_spe, f_spa = _crop_and_features(model, 60, 70)
 
     def rx_np(x):
         return numpy_rx(x.reshape(x.shape[0], -1).T).reshape(x.shape[1:])
@@ -44,12 +49,7 @@ def test_default_detector_is_trimmed_rx_for_the_enhanced_strategies_only(stage2_
     from fers.detect.rx import DEFAULT_TRIM
 
     model = load_model(stage2_model)
-    cube = np.ascontiguousarray(np.moveaxis(mat_scene("abu-airport-2")[0][:50, :60, :100], 2, 0), dtype=np.float32)
-    valid = np.ones(cube.shape[1:], bool)
-    scale_cube(cube, valid)
-    with torch.inference_mode():
-        h = torch.from_numpy(cube)[None]
-        f_spe, f_spa = model.spe(h)[0].numpy(), model.spa(h)[0].numpy()
+    cube, valid, f_spe, f_spa = _crop_and_features(model, 50, 60)
 
     def trimmed(x):
         return numpy_trimmed_rx(x.reshape(x.shape[0], -1).T, DEFAULT_TRIM)[0].reshape(x.shape[1:])
