@@ -98,6 +98,8 @@ def main(model_path, facts_path, csv_path, out_path):
         f"{tr['selected_epoch']} ({tr['selection']})"
         + (f"; epochs {', '.join(map(str, tr['collapsed_epochs']))} had collapsed (F_spa constant) and were "
            "never eligible." if tr.get("collapsed_epochs") else "."),
+        *([f"- F_spe gain: {meta['spe_gain']} (the FPL's last convolution scaled after training, so every strategy "
+           f"scores H + {meta['spe_gain']}·F_spe; chosen by bench/spe_gain.py's rule)."] if meta.get("spe_gain") else []),
         f"- Hardware: {facts['hardware']}.",
         *([f"- Changes from the first release: {facts['changes']}"] if facts.get("changes") else []),
         f"- Validation loss: stage 1 "
