@@ -30,6 +30,9 @@ guard 0.001 against the shipped model), the larger mean wins, else the shipped g
 said here beforehand: RX on the raw bands scores far below the features on the implanted targets, so
 gains that bring H back into the balance may well fail.
 
+(Outcome of round 2: 0.1 adopted at 100 bands, +0.0019 ± 0.0009, at the margin of the rule; nothing at
+200 bands, where both gains cost the implanted targets.)
+
 Prints the per-seed table and the decision, and writes runs/spe-gain/decision[-round2].json.
 """
 import argparse

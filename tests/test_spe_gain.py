@@ -32,8 +32,8 @@ def test_compact_scales_f_spe_exactly_and_nothing_else(stage2_model, tmp_path):
 
 
 def test_the_bundled_100_band_model_ships_the_gain_its_recipe_names():
-    assert td.RECIPE[100]["spe_gain"] == 0.5 and "spe_gain" not in td.RECIPE[200]
-    assert read_checkpoint(os.path.join(REPO, "resources", "models", "fers-aviris-100.pt"))["meta"]["spe_gain"] == 0.5
+    assert td.RECIPE[100]["spe_gain"] == 0.1 and "spe_gain" not in td.RECIPE[200]
+    assert read_checkpoint(os.path.join(REPO, "resources", "models", "fers-aviris-100.pt"))["meta"]["spe_gain"] == 0.1
     assert "spe_gain" not in read_checkpoint(os.path.join(REPO, "resources", "models", "fers-aviris-200.pt"))["meta"]
 
 
