@@ -35,31 +35,25 @@ gains that bring H back into the balance may well fail.
 
 Prints the per-seed table and the decision, and writes runs/spe-gain/decision[-round2].json.
 """
-import argparse
 import copy
 import json
 import os
 import statistics
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO  # noqa: E402
 
-from bench_accuracy import default_models, group_scenes, rx_auc, spe_features  # noqa: E402
-from ensemble_candidates import members  # noqa: E402
+from bench_accuracy import default_models  # noqa: E402
 from fers.checkpoint import load_model  # noqa: E402
 from fers.detect.rx import DEFAULT_TRIM  # noqa: E402
-from fers.metrics import roc_auc  # noqa: E402
-from fers.pipeline import score_scene  # noqa: E402
 from fers.spectral.model import FPL  # noqa: E402
+from paired_seeds import (GUARD, arguments, guard_means, implanted_seed_aucs, paired_differences,  # noqa: E402,F401
+                          pick, print_guards, reasons_against, seed10_for)
 
 ROUNDS = {1: {"base": {100: 1.0, 200: 1.0}, "candidates": [0.5, 2.0]},
           2: {"base": {100: 0.5, 200: 1.0}, "candidates": [0.1, 0.01]}}
 BANDS = [100, 200]
-GUARD = 0.001
-STRATEGIES = {"spectral": "spectral", "A": "multiplicative", "B": "additive"}
 
 
 def with_gain(model, gain):
@@ -72,55 +66,15 @@ def with_gain(model, gain):
     return out
 
 
-def seed_aucs(bands, seeds_file, seed10, gains):
-    """{gain: {seed: mean over hosts of AUC}}, strategy spectral, the default detector."""
-    nets = members(bands, seeds_file, seed10)
-    per_host = {}
-    for name, (cube, valid, gt, counted) in group_scenes("implanted targets", bands):
-        for seed, net in nets.items():
-            f = spe_features(cube, net)
-            for gain in gains:
-                per_host.setdefault(gain, {}).setdefault(seed, []).append(
-                    rx_auc(cube + gain * f, valid, gt, counted, DEFAULT_TRIM))
-        print(f"{bands} implanted {name}: done", flush=True)
-    return {g: {s: float(np.mean(v)) for s, v in d.items()} for g, d in per_host.items()}
-
-
-def guard_means(bands, model, gains):
-    """{gain: {strategy label: background-anomaly mean AUC}} of a bundled model with F_spe at each gain
-    (relative to the trained F_spe: the gain the model already ships, its ``spe_gain``, is divided out)."""
-    shipped = model.meta.get("spe_gain", 1.0)
-    out = {}
-    for _, (cube, valid, gt, counted) in group_scenes("background anomalies", bands):
-        for gain in gains:
-            scaled = with_gain(model, gain / shipped)
-            for label, strategy in STRATEGIES.items():
-                s = score_scene(cube, valid, strategy, "rx", scaled, "cpu")[0]
-                out.setdefault(gain, {}).setdefault(label, []).append(roc_auc(s, gt, counted & np.isfinite(s)))
-    return {g: {k: float(np.mean(v)) for k, v in d.items()} for g, d in out.items()}
-
-
 def decide(diffs, guards, base=1.0):
     """diffs {gain: [d per seed against ``base``]}, guards {gain: {label: mean}} of one band count → (adopted
     gain, {gain: reasons})."""
-    verdicts, passing = {}, {}
-    for gain in diffs:
-        d = diffs[gain]
-        mean, se = statistics.mean(d), statistics.stdev(d) / len(d) ** 0.5
-        why = [] if mean > 2 * se else [f"mean d {mean:+.4f} not above 2 × SE {2 * se:.4f}"]
-        why += [f"background anomalies {label} {v:.4f} < {guards[base][label]:.4f} − {GUARD}"
-                for label, v in guards[gain].items() if v < guards[base][label] - GUARD]
-        verdicts[gain] = why or ["passes"]
-        if not why:
-            passing[gain] = mean
-    return (max(passing, key=passing.get) if passing else base), verdicts
+    reasons = {g: reasons_against(d, guards[g], guards[base]) for g, d in diffs.items()}
+    return pick(reasons, {g: statistics.mean(d) for g, d in diffs.items()}, base)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default=os.path.join(REPO, "runs", "seeds"))
-    ap.add_argument("--seed10-100", required=True,
-                    help="the v3 100-band model, whose Spe-FEN is seed 10 (git show d7e7245~1:resources/models/fers-aviris-100.pt)")
+    ap = arguments(__doc__)
     ap.add_argument("--round", type=int, default=1, choices=sorted(ROUNDS))
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -131,24 +85,19 @@ def main():
     for b in BANDS:
         base, candidates = ROUNDS[args.round]["base"][b], ROUNDS[args.round]["candidates"]
         gains = [base] + candidates
-        seed10 = args.seed10_100 if b == 100 else bundled[200]  # the bundled 200-band Spe-FEN is seed 10
-        aucs = seed_aucs(b, os.path.join(args.seeds, f"seeds-{b}.pt"), seed10, gains)
-        seeds = sorted(aucs[base])
-        diffs = {g: [aucs[g][s] - aucs[base][s] for s in seeds] for g in candidates}
-        for g in gains:
-            print(f"{b} bands, gain {g}: " + ", ".join(f"s{s} {aucs[g][s]:.4f}" for s in seeds)
-                  + f" | mean {np.mean([aucs[g][s] for s in seeds]):.4f}", flush=True)
-        for g in candidates:
-            d = diffs[g]
-            print(f"{b} bands, gain {g}: d = {statistics.mean(d):+.4f} ± SE {statistics.stdev(d) / len(d) ** 0.5:.4f}")
-        guards = guard_means(b, load_model(bundled[b]), gains)
-        for g, m in guards.items():
-            print(f"{b} bands, background anomalies, gain {g}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+        aucs = implanted_seed_aucs(b, os.path.join(args.seeds, f"seeds-{b}.pt"), seed10_for(b, args.seed10_100, bundled),
+                                   {g: (g, DEFAULT_TRIM) for g in gains})
+        diffs = paired_differences(b, "gain", aucs, base, candidates)
+        # gains are relative to the trained F_spe: the gain the bundled model already ships is divided out
+        model = load_model(bundled[b])
+        shipped = model.meta.get("spe_gain", 1.0)
+        guards = guard_means(b, {g: (with_gain(model, g / shipped), None) for g in gains})
+        print_guards(b, "gain", guards)
         adopted, verdicts = decide(diffs, guards, base)
         for g, why in verdicts.items():
             print(f"{b} bands, gain {g}: " + "; ".join(why))
         print(f"{b} bands: adopted gain {adopted}", flush=True)
-        report[b] = {"implanted_spectral_by_seed": {str(g): {str(s): round(v, 6) for s, v in a.items()}
+        report[b] = {"implanted_spectral_by_seed": {str(g): {str(s): round(v, 6) for s, v in sorted(a.items())}
                                                     for g, a in aucs.items()},
                      "differences": {str(g): d for g, d in diffs.items()},
                      "background_anomalies": {str(g): m for g, m in guards.items()},

@@ -186,6 +186,12 @@ class FersAlgorithm(QgsProcessingAlgorithm):
                 definition.setHelp(text)
         return super().addParameter(definition, createOutput)
 
+    def optional_double(self, parameters, name, context, default=None):
+        """An optional number parameter, None when left empty (``default`` when absent from ``parameters``):
+        for the parameters where empty means "automatic" or "not this rule", unlike 0."""
+        value = parameters.get(name, default)
+        return None if value is None or value == "" else self.parameterAsDouble(parameters, name, context)
+
     def add_enum(self, name, description, options, default, advanced=False, help_text=""):
         p = QgsProcessingParameterEnum(name, description, options=list(options), allowMultiple=False,
                                        defaultValue=default, optional=False, usesStaticStrings=True)

@@ -97,8 +97,7 @@ class BenchmarkAlgorithm(FersAlgorithm):
         models = [self.parameterAsFile(parameters, "MODEL", context)]
         models += [m.strip() for m in (self.parameterAsString(parameters, "MORE_MODELS", context) or "").split(";")]
         bands = parse_band_counts(self.parameterAsString(parameters, "BANDS", context))
-        trim = parameters.get("RX_TRIM", 0.0)
-        trim = None if trim is None or trim == "" else self.parameterAsDouble(parameters, "RX_TRIM", context)
+        trim = self.optional_double(parameters, "RX_TRIM", context, default=0.0)
         res = run_benchmark(scenes, self.parameterAsString(parameters, "OUTPUT_FOLDER", context), bands=bands,
                             strategies=self.parameterAsEnumStrings(parameters, "STRATEGIES", context),
                             detectors=[self.parameterAsEnumString(parameters, "DETECTOR", context)],

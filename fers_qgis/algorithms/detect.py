@@ -200,8 +200,7 @@ class DetectAlgorithm(FersAlgorithm):
         objects = self.parameterAsOutputLayer(parameters, "OBJECTS", context) or None
         if mask or objects:
             check_paths(mask, objects, [src, out])  # before any computation
-        trim = parameters.get("RX_TRIM")
-        trim = None if trim is None or trim == "" else self.parameterAsDouble(parameters, "RX_TRIM", context)
+        trim = self.optional_double(parameters, "RX_TRIM", context)
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
@@ -219,8 +218,7 @@ class DetectAlgorithm(FersAlgorithm):
         lo, hi = display_range(res.scores, res.valid)
         on_load(context, out, ScoreStyler(f"{name} — anomaly ({res.strategy})", lo, hi))
         if mask or objects:
-            far = parameters.get("FALSE_ALARM_RATE")
-            far = None if far is None or far == "" else self.parameterAsDouble(parameters, "FALSE_ALARM_RATE", context)
+            far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
             pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
             obj = products_for_detection(res, src, mask, objects, pct, far, feedback=feedback)
             results.update(THRESHOLD=obj.threshold.value, ANOMALOUS_PIXELS=obj.anomalous_pixels,
