@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default package resources clean
+.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -95,9 +95,14 @@ bench-accuracy: venv
 # regenerate resources/models/fers-aviris-{100,200}.pt from ../shared/data (CPU by default, CUDA when present)
 train-default: venv
 	$(PY) scripts/train_default.py
+	$(MAKE) cards
+
+# the model cards from the bundled checkpoints, their training facts (resources/models/*.facts.json) and
+# make bench-accuracy's figures; no training
+cards: venv
 	$(PY) bench/bench_accuracy.py
 	for b in 100 200; do $(PY) scripts/model_card.py $(ROOT)/resources/models/fers-aviris-$$b.pt \
-		$(ROOT)/runs/default/fers-aviris-$$b.json $(ROOT)/bench/out/accuracy.csv $(ROOT)/resources/models/fers-aviris-$$b.md; done
+		$(ROOT)/resources/models/fers-aviris-$$b.facts.json $(ROOT)/bench/out/accuracy.csv $(ROOT)/resources/models/fers-aviris-$$b.md; done
 
 # dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample)
 package:

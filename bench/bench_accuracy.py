@@ -193,6 +193,39 @@ def group_table(rows, bands, columns, headers, extra=None):
     return lines
 
 
+EVALUATION = ("paper set", "other held-out")
+FLOOR = 0.005  # issue 5: on no evaluation scene more than this below the scene's RX
+
+
+def acceptance(rows, bands, names=None):
+    """Markdown lines of issue 5's acceptance at ``bands`` bands, per strategy of the default model (and the
+    authors' checkpoint, for reference): the paper-set mean against RX's and the authors' (compared as reported,
+    to 4 decimals), and every evaluation scene on which it falls more than FLOOR below that scene's RX.
+    ``names``: {method label: what the line calls it} (the model cards' column titles)."""
+    names = names or {}
+    sel = [r for r in rows if int(r["bands"]) == bands and r["group"] in EVALUATION]
+    auc = {(r["group"], r["scene"], r["method"]): float(r["auc"]) for r in sel}
+    paper = list(dict.fromkeys(r["scene"] for r in sel if r["group"] == "paper set"))
+
+    def mean(method):
+        v = [auc[("paper set", n, method)] for n in paper if ("paper set", n, method) in auc]
+        return round(float(np.mean(v)), 4) if v and len(v) == len(paper) else None
+
+    rx, authors = mean("RX"), mean("authors")
+    lines = [f"| strategy | paper-set mean | above RX ({rx}) | at least the authors' ({authors}) | "
+             f"evaluation scenes more than {FLOOR} below their RX |", "| --- | --- | --- | --- | --- |"]
+    for label in ["authors"] + [label for _, label in OURS]:
+        m = mean(label)
+        if m is None:
+            continue
+        below = [f"{n} ({a:.4f} vs {auc[(g, n, 'RX')]:.4f})" for (g, n, meth), a in auc.items()
+                 if meth == label and (g, n, "RX") in auc and a < auc[(g, n, "RX")] - FLOOR]
+        lines.append(f"| {names.get(label, label)} | {m:.4f} | {'yes' if rx is not None and m > rx else 'no'} | "
+                     f"{'' if label == 'authors' else 'yes' if authors is not None and m >= authors else 'no'} | "
+                     f"{'; '.join(below) if below else 'none'} |")
+    return lines
+
+
 def markdown(rows, bands, groups, ours):
     def cells(table, n):
         rx = float(table[(n, "RX")]["auc"])
@@ -208,6 +241,8 @@ def markdown(rows, bands, groups, ours):
         lines += [f"### First {b} bands (default model: {os.path.basename(ours[b]) if ours[b] else 'none'})", ""]
         lines += group_table(sel, b, COLUMNS, COLUMNS, (["best default − RX", "s/scene RX", "s/scene ours B"], cells))
         lines.append("")
+        if "paper set" in groups:
+            lines += [f"Acceptance of issue 5 at {b} bands (evaluation scenes only):", ""] + acceptance(sel, b) + [""]
     return "\n".join(lines)
 
 

@@ -127,6 +127,12 @@ CHANGES = {
 }
 
 
+def facts_path(models, bands):
+    """What the model card says of a bundled model's training that its checkpoint does not hold (sources, recipe,
+    hardware, changes): resources/models/fers-aviris-<bands>.facts.json."""
+    return os.path.join(models, f"fers-aviris-{bands}.facts.json")
+
+
 def hardware(device):
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
@@ -255,8 +261,10 @@ def main():
         sources, s1, s2 = train(bands, args.runs, device)
         dst = compact(s2, os.path.join(args.models, f"fers-aviris-{bands}.pt"), RECIPE[bands].get("spe_gain", 1.0))
         facts = {"bands": bands, "sources": [os.path.basename(s) for s in sources], "recipe": RECIPE[bands],
-                 "hardware": hardware(device), "layer1": LAYER1, "changes": CHANGES.get(bands, "")}
-        with open(os.path.join(args.runs, f"fers-aviris-{bands}.json"), "w") as f:
+                 "hardware": hardware(device), "layer1": os.path.relpath(LAYER1, os.path.dirname(WEIGHTS)),
+                 "changes": CHANGES.get(bands, "")}
+        # beside the model, in the repository: the card (make cards) needs them, and runs/ is not kept
+        with open(facts_path(args.models, bands), "w") as f:
             json.dump(facts, f, indent=1)
         print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB)")
 
