@@ -212,7 +212,8 @@ def acceptance(rows, bands, names=None):
         return round(float(np.mean(v)), 4) if v and len(v) == len(paper) else None
 
     rx, authors = mean("RX"), mean("authors")
-    lines = [f"| strategy | paper-set mean | above RX ({rx}) | at least the authors' ({authors}) | "
+    shown = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = [f"| strategy | paper-set mean | above RX ({shown(rx)}) | at least the authors' ({shown(authors)}) | "
              f"evaluation scenes more than {FLOOR} below their RX |", "| --- | --- | --- | --- | --- |"]
     for label in ["authors"] + [label for _, label in OURS]:
         m = mean(label)
