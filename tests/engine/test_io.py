@@ -150,3 +150,72 @@ def test_not_a_raster_and_truncated_geotiff(tmp_path):
     with pytest.raises(InputError, match="truncated or corrupt|not a raster"):
         src = open_source(str(tmp_path / "cut.tif"))
         src.read(range(20))
+
+
+def _scaled_pair(tmp_path, scales, offsets, nodata=-9999):
+    """An int16 GeoTIFF of a real ABU crop (first 100 bands) with per-band scale/offset metadata, and the
+    float32 GeoTIFF of the values they describe (stored × scale + offset, computed here in float64)."""
+    from osgeo import gdal
+
+    cube, gt = mat_scene("abu-airport-2")
+    stored = cube[:48, :40, :100].astype(np.int16)
+    stored[3, 5, :] = nodata
+    stored[20, 30, :] = nodata
+    phys = stored.astype(np.float64) * np.asarray(scales) + np.asarray(offsets)
+    phys[stored == nodata] = nodata
+    write_geotiff(tmp_path / "stored.tif", stored, nodata=nodata)
+    ds = gdal.Open(str(tmp_path / "stored.tif"), gdal.GA_Update)
+    for b in range(stored.shape[2]):
+        ds.GetRasterBand(b + 1).SetScale(float(scales[b]))
+        ds.GetRasterBand(b + 1).SetOffset(float(offsets[b]))
+    ds = None
+    write_geotiff(tmp_path / "values.tif", phys.astype(np.float32), nodata=nodata)
+    return stored, phys, gt[:48, :40]
+
+
+# Hyperion-like: two spectrometers stored with different factors, plus an offset on some bands
+SCALES = [1 / 40] * 50 + [1 / 80] * 50
+OFFSETS = [0.0] * 30 + [-2.5] * 70
+
+
+def test_band_scale_and_offset_are_applied_as_qgis_shows_them(tmp_path):
+    stored, phys, _ = _scaled_pair(tmp_path, SCALES, OFFSETS)
+    src = open_source(str(tmp_path / "stored.tif"))
+    cube, valid = src.read(list(range(100)))
+    ref, ref_valid = open_source(str(tmp_path / "values.tif")).read(list(range(100)))
+    assert valid.sum() == 48 * 40 - 2 and np.array_equal(valid, ref_valid)  # nodata matched on stored values
+    expect = np.transpose(phys, (2, 0, 1))
+    np.testing.assert_allclose(cube[:, valid], expect[:, valid], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(cube, ref)
+    assert "band scale/offset applied to 100 band(s)" in src.describe()
+    assert "scale" not in open_source(str(tmp_path / "values.tif")).describe()
+
+
+def test_a_zero_scale_is_ignored_with_its_offset_as_qgis_does(tmp_path):
+    stored, _, _ = _scaled_pair(tmp_path, [0.0] * 100, [5.0] * 100)
+    cube, valid = open_source(str(tmp_path / "stored.tif")).read([0, 99])
+    np.testing.assert_array_equal(cube[:, valid], np.transpose(stored[:, :, [0, 99]], (2, 0, 1))[:, valid])
+
+
+def test_detection_on_scaled_integers_equals_detection_on_their_values(tmp_path):
+    """The networks see the bands in proportion: with per-band factors, the stored integers give another map."""
+    from osgeo import gdal
+
+    from fers.metrics import roc_auc
+    from fers.pipeline import detect
+
+    _, _, gt = _scaled_pair(tmp_path, SCALES, OFFSETS)
+    gdal.Translate(str(tmp_path / "stripped.tif"), str(tmp_path / "stored.tif"))  # copy, then drop the factors
+    ds = gdal.Open(str(tmp_path / "stripped.tif"), gdal.GA_Update)
+    for b in range(1, 101):
+        ds.GetRasterBand(b).SetScale(1.0)
+        ds.GetRasterBand(b).SetOffset(0.0)
+    ds = None
+    maps = {k: detect(str(tmp_path / f"{k}.tif"), None, bands=100, strategy="spectral", device="cpu")
+            for k in ("stored", "values", "stripped")}
+    s, v, x = (maps[k].scores for k in ("stored", "values", "stripped"))
+    valid = maps["values"].valid
+    np.testing.assert_allclose(s[valid], v[valid], rtol=2e-3, atol=1e-3 * float(np.nanmax(v)))
+    assert abs(roc_auc(s, gt > 0, valid) - roc_auc(v, gt > 0, valid)) < 1e-4
+    # without the factors the map is another one: what an analyst would have got before
+    assert float(np.nanmax(np.abs(x[valid] - v[valid]))) > 0.05 * float(np.nanmax(v))

@@ -39,8 +39,24 @@ def gdal_exceptions():
             gdal.DontUseExceptions()
 
 
+def band_scale_offset(band):
+    """(scale, offset) that turn a band's stored values into its values (value = raw × scale + offset), or None
+    when there are none. GDAL leaves applying them to its callers; QGIS applies them when it reads a layer (and
+    ignores both when the scale is 0, an artefact of GDAL 2.3-2.4), so the analyst's layer shows the scaled
+    values and the engine must read those too: products that store integers with per-band factors (Hyperion's
+    VNIR and SWIR, netCDF/HDF scale_factor and add_offset) would otherwise reach the networks with their bands
+    in the wrong proportions, and the map would be silently wrong (RX alone is unaffected: it is affine-invariant)."""
+    scale, offset = band.GetScale(), band.GetOffset()
+    scale = 1.0 if scale is None else float(scale)
+    offset = 0.0 if offset is None else float(offset)
+    if scale == 0.0 or (scale == 1.0 and offset == 0.0):
+        return None
+    return scale, offset
+
+
 class GdalSource(Source):
-    """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...)."""
+    """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...). Values are read as QGIS shows them: with each
+    band's scale and offset applied (``band_scale_offset``); nodata is matched on the stored values."""
 
     def __init__(self, path: str):
         self.path = path
@@ -56,6 +72,7 @@ class GdalSource(Source):
             self.georef = Georef(ds.GetProjection() or None, tuple(gt) if gt else None)
             self.nodata_per_band = [ds.GetRasterBand(i).GetNoDataValue() for i in range(1, ds.RasterCount + 1)]
             self.nodata = self.nodata_per_band[0]
+            self.scale_offset = [band_scale_offset(ds.GetRasterBand(i)) for i in range(1, ds.RasterCount + 1)]
             flags = ds.GetRasterBand(1).GetMaskFlags()
             self._dataset_mask = bool(flags & gdal.GMF_PER_DATASET) and not (flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA))
             from ..wavelengths import read_spectral_info
@@ -65,6 +82,11 @@ class GdalSource(Source):
             self.band_names = [ds.GetRasterBand(i).GetDescription() for i in range(1, ds.RasterCount + 1)]
             self.driver = ds.GetDriver().ShortName
         self._ds = None
+
+    def describe(self) -> str:
+        scaled = sum(so is not None for so in self.scale_offset)
+        return super().describe() + (f"; band scale/offset applied to {scaled} band(s) (value = stored × scale "
+                                     "+ offset, as QGIS shows them)" if scaled else "")
 
     def _dataset(self):
         # one handle kept open for windowed reads; GDAL caches blocks per handle
@@ -90,6 +112,9 @@ class GdalSource(Source):
                 nd = self.nodata_per_band[b]
                 if nd is not None and np.isfinite(nd):
                     valid &= cube[k] != np.float32(nd)
+                if self.scale_offset[b] is not None:
+                    scale, offset = self.scale_offset[b]  # in float64, as QGIS does, then rounded once
+                    cube[k] = cube[k].astype(np.float64) * scale + offset
             if self._dataset_mask:
                 valid &= ds.GetRasterBand(1).GetMaskBand().ReadAsArray(x0, y0, w, h) > 0
         return finalize_cube(cube, valid)
