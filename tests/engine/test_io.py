@@ -219,3 +219,22 @@ def test_detection_on_scaled_integers_equals_detection_on_their_values(tmp_path)
     assert abs(roc_auc(s, gt > 0, valid) - roc_auc(v, gt > 0, valid)) < 1e-4
     # without the factors the map is another one: what an analyst would have got before
     assert float(np.nanmax(np.abs(x[valid] - v[valid]))) > 0.05 * float(np.nanmax(v))
+
+
+def test_a_container_names_its_cube_and_the_cube_reads_as_a_raster(tmp_path):
+    """HDF5 / netCDF products (EMIT, PRISMA, EnMAP) hold their cube as one of several datasets."""
+    path = tmp_path / "product.h5"
+    cube = mat_scene("abu-airport-2")[0][:30, :40, :20].astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f["quality"] = np.zeros((30, 40), np.uint8)
+        f["reflectance"] = np.transpose(cube, (2, 0, 1))  # bands × rows × cols
+        f["wavelengths"] = np.linspace(400, 600, 20)
+    with pytest.raises(InputError) as e:
+        open_source(str(path))
+    msg = str(e.value)
+    assert f"{path} is a container of 2 datasets, not one raster" in msg  # the 1-D wavelengths are not a raster
+    assert f'e.g. HDF5:"{path}"://reflectance (in QGIS' in msg and "//quality" in msg
+    src = open_source(f'HDF5:"{path}"://reflectance')
+    got, valid = src.read(list(range(20)))
+    assert (src.width, src.height, src.band_count) == (40, 30, 20) and valid.all()
+    np.testing.assert_array_equal(got, np.transpose(cube, (2, 0, 1)))

@@ -54,6 +54,22 @@ def band_scale_offset(band):
     return scale, offset
 
 
+def container_message(path, subdatasets):
+    """What to say of a container (HDF5, netCDF: EMIT, PRISMA, EnMAP's HDF products) whose rasters are
+    subdatasets: name the one that looks like the cube (three dimensions, the most values), and the rest."""
+    import re
+
+    def size(desc):
+        dims = [int(d) for d in re.findall(r"\d+", (re.search(r"\[([\dx]+)\]", desc) or [None, ""])[1])]
+        return (len(dims) >= 3, int(np.prod(dims)) if dims else 0)
+
+    best = max(subdatasets, key=lambda s: size(s[1]))[0]
+    shown = "; ".join(f"{n} ({d})" for n, d in subdatasets[:8]) + (
+        f"; and {len(subdatasets) - 8} more" if len(subdatasets) > 8 else "")
+    return (f"{path} is a container of {len(subdatasets)} datasets, not one raster: give one of them as the "
+            f"input, e.g. {best} (in QGIS, add the file as a layer and pick that dataset). Datasets: {shown}")
+
+
 class GdalSource(Source):
     """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...). Values are read as QGIS shows them: with each
     band's scale and offset applied (``band_scale_offset``); nodata is matched on the stored values."""
@@ -65,6 +81,8 @@ class GdalSource(Source):
                 ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
             except RuntimeError as e:
                 raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
+            if ds is not None and ds.RasterCount == 0 and ds.GetSubDatasets():
+                raise InputError(container_message(path, ds.GetSubDatasets()))
             if ds is None or ds.RasterCount == 0:
                 raise InputError(f"{path} has no raster bands")
             self.width, self.height, self.band_count = ds.RasterXSize, ds.RasterYSize, ds.RasterCount
