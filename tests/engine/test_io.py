@@ -189,6 +189,16 @@ def test_band_scale_and_offset_are_applied_as_qgis_shows_them(tmp_path):
     np.testing.assert_array_equal(cube, ref)
     assert "band scale/offset applied to 100 band(s)" in src.describe()
     assert "scale" not in open_source(str(tmp_path / "values.tif")).describe()
+    import json
+
+    from conftest import fers
+
+    for name, scaled in (("stored", 100), ("values", 0)):
+        r = fers("info", tmp_path / f"{name}.tif")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert (info["width"], info["height"], info["bands"], info["nodata"], info["crs"]) == (40, 48, 100, -9999, True)
+        assert info["scaled_bands"] == scaled
 
 
 def test_a_zero_scale_is_ignored_with_its_offset_as_qgis_does(tmp_path):
