@@ -38,7 +38,8 @@ def cmd_detect(args, fb):
         check_paths(args.mask, args.objects, [args.input, args.output])  # before any computation
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
-                 tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim)
+                 tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim,
+                 nodata=_nodata_arg(args))
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
             f"{res.seconds:.2f} s on {res.device})")
     extra = {}
@@ -106,7 +107,7 @@ def cmd_enhance(args, fb):
     from .enhance import enhance
 
     res = enhance(args.input, args.output, args.model, bands=_bands_arg(args), branches=args.branches,
-                  device=args.device, variable=args.variable, feedback=fb)
+                  device=args.device, variable=args.variable, feedback=fb, nodata=_nodata_arg(args))
     fb.info(f"wrote {res['cube']} ({res['bands']} bands, {res['seconds']:.2f} s on {res['device']})")
     print(res["output"])
 
@@ -167,6 +168,16 @@ def cmd_info(args, fb):
     print(json.dumps(d, indent=1))
 
 
+def _nodata_arg(args):
+    from .io.source import parse_nodata
+
+    return parse_nodata(args.nodata or [])
+
+
+NODATA_HELP = ("values (or LO:HI ranges) that are no data too, beyond the file's own nodata, e.g. 0 for the zero "
+               "fill around a flight line: pixels with such a value in any selected band leave every statistic")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICES
     from .pipeline import DETECTORS, STRATEGIES
@@ -194,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="model checkpoint file or the authors' checkpoint folder")
     d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
+    d.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
@@ -273,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--branches", choices=("both", "spectral", "spatial"), default="both")
     en.add_argument("--device", default="auto")
     en.add_argument("--variable", help=".mat only: name of the data variable")
+    en.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     en.set_defaults(func=cmd_enhance)
 
     pr = sub.add_parser("prune", parents=[common], help="cut the inference network out of a training checkpoint")

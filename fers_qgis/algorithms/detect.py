@@ -31,6 +31,33 @@ def raster_source(alg, parameters, name, context):
     return layer.source()
 
 
+def layer_nodata(alg, parameters, name, context):
+    """The no-data values and ranges the analyst set on the layer in QGIS (Properties ▸ Transparency ▸
+    additional no data values), every band's: QGIS hides those pixels, so they must not shape the statistics
+    either. ((lo, hi), ...); none for research files, which are paths, not layers."""
+    raw = parameters.get(name)
+    if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")):
+        return ()
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        return ()
+    dp = layer.dataProvider()
+    ranges = [(r.min(), r.max()) for b in range(1, dp.bandCount() + 1) for r in dp.userNoDataValues(b)]
+    return tuple(dict.fromkeys(ranges))
+
+
+def nodata_argument(alg, parameters, context, feedback):
+    """NODATA (values or LO:HI ranges) and the layer's own additional no-data values, for the engine."""
+    from fers.io.source import parse_nodata
+
+    extra = parse_nodata(alg.parameterAsString(parameters, "NODATA", context) or "")
+    own = layer_nodata(alg, parameters, "INPUT", context)
+    if own:
+        feedback.info("the layer's additional no-data values are no data here too: " + ", ".join(
+            f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}" for lo, hi in own))
+    return tuple(dict.fromkeys(extra + own))
+
+
 def input_name(alg, parameters, name, context):
     """What the analyst calls the input: its layer name, else the file name without extension."""
     raw = parameters.get(name)
@@ -98,6 +125,10 @@ class DetectAlgorithm(FersAlgorithm):
                      "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
         "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
                      "enhanced copy of them are held besides (about twice their size in float32).",
+        "NODATA": "Values, or LO:HI ranges, that are no data besides the file's nodata, e.g. 0 for the zero fill "
+                  "around a flight line that carries no nodata tag: pixels with such a value in any selected band "
+                  "leave every statistic and stay nodata in the map. The layer's own additional no-data values "
+                  "(Properties ▸ Transparency) are always used, as QGIS hides those pixels.",
         "RX_TRIM": "RX only. Share of the pixels (the highest-scoring of a first pass) left out of the background "
                    "mean and covariance before the final scores. Empty = automatic: 0.01 for the strategies that "
                    "use a model (chosen on the bundled models' selection figures; see their cards), 0 for 'none'. "
@@ -153,6 +184,11 @@ class DetectAlgorithm(FersAlgorithm):
             p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, 0)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
+        nodata = QgsProcessingParameterString(
+            "NODATA", "More no-data values (e.g. 0, or 0:10 for a range; the layer's own are always used)",
+            None, False, True)
+        nodata.setFlags(nodata.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(nodata)
         trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim: share of top scores left out of the background "
                                             "statistics (empty = automatic)",
                                             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)
@@ -201,6 +237,7 @@ class DetectAlgorithm(FersAlgorithm):
         if mask or objects:
             check_paths(mask, objects, [src, out])  # before any computation
         trim = self.optional_double(parameters, "RX_TRIM", context)
+        nodata = nodata_argument(self, parameters, context, feedback)
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
@@ -208,7 +245,7 @@ class DetectAlgorithm(FersAlgorithm):
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
-                     rx_trim=trim)
+                     rx_trim=trim, nodata=nodata)
         i = res.info
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
                       f"{detector_label(res.detector, i)}; model "

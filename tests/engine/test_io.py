@@ -248,3 +248,50 @@ def test_a_container_names_its_cube_and_the_cube_reads_as_a_raster(tmp_path):
     got, valid = src.read(list(range(20)))
     assert (src.width, src.height, src.band_count) == (40, 30, 20) and valid.all()
     np.testing.assert_array_equal(got, np.transpose(cube, (2, 0, 1)))
+
+
+def _zero_border(tmp_path, tag):
+    """A real crop with a zero-filled border in every band (what lies around a flight line), with or without a
+    nodata tag."""
+    cube = mat_scene("abu-airport-2")[0][:48, :40, :30].astype(np.int16)
+    cube[:5] = 0
+    cube[:, -3:] = 0
+    return write_geotiff(tmp_path / f"border-{tag}.tif", cube, nodata=0 if tag == "tagged" else None)
+
+
+def test_no_data_values_and_ranges_parse_as_documented():
+    from fers.io.source import parse_nodata
+
+    assert parse_nodata("0, -9999; 10:20") == ((0.0, 0.0), (-9999.0, -9999.0), (10.0, 20.0))
+    assert parse_nodata(["-10:-5", "nan", " "]) == ((-10.0, -5.0),)  # NaN is always nodata: nothing to add
+    assert parse_nodata("") == ()
+    for bad, msg in (("abc", "'abc' is not a no-data value or range"), ("5:1", "must run from low to high")):
+        with pytest.raises(InputError, match=msg):
+            parse_nodata(bad)
+
+
+def test_extra_no_data_acts_as_the_files_own(tmp_path):
+    """--nodata 0 on an untagged raster gives the map of the same raster tagged nodata=0, through the engine and
+    the CLI; without it the zero border enters the statistics and the map is another one."""
+    from conftest import fers
+    from fers.pipeline import detect
+
+    untagged, tagged = _zero_border(tmp_path, "untagged"), _zero_border(tmp_path, "tagged")
+    ref = detect(tagged, None, strategy="none", device="cpu")
+    assert ref.valid.sum() == (48 - 5) * (40 - 3)
+    for nodata in ([0], [(-0.5, 0.5)], "0"):
+        got = detect(untagged, None, strategy="none", device="cpu", nodata=nodata if nodata != "0" else None)
+        if nodata == "0":  # the plain call: no extra no-data
+            assert got.valid.all() and np.nanmax(np.abs(got.scores[ref.valid] - ref.scores[ref.valid])) > 1.0
+            continue
+        np.testing.assert_array_equal(got.valid, ref.valid)
+        np.testing.assert_array_equal(got.scores[ref.valid], ref.scores[ref.valid])
+    r = fers("detect", untagged, tmp_path / "cli.tif", "--nodata", "0", "--strategy", "none")
+    assert r.returncode == 0, r.stderr
+    assert "no data also where a band reads 0" in r.stderr
+    r2 = fers("detect", tagged, tmp_path / "cli-tagged.tif", "--strategy", "none")
+    assert r2.returncode == 0, r2.stderr
+    a, b = read_geotiff(tmp_path / "cli.tif"), read_geotiff(tmp_path / "cli-tagged.tif")
+    np.testing.assert_array_equal(a[0], b[0])  # scores and nodata pixels alike
+    r = fers("detect", untagged, tmp_path / "bad.tif", "--nodata", "5:1")
+    assert r.returncode == 2 and "must run from low to high" in r.stderr and not (tmp_path / "bad.tif").exists()

@@ -252,3 +252,59 @@ def test_make_package_installs_in_a_clean_profile(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"({plugins / 'fers_qgis' / 'engine' / 'fers'})" in r.stdout + r.stderr
     assert out.exists()
+
+
+LAYER_NODATA = """
+import json, sys
+sys.path[:0] = %r
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsRasterRange
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)  # kept: a dropped provider is unregistered
+path, out = sys.argv[1], sys.argv[2]
+layer = QgsRasterLayer(path, "flight line")
+# what an analyst sets in Properties > Transparency > Additional no data value
+for b in range(1, layer.bandCount() + 1):
+    layer.dataProvider().setUserNoDataValue(b, [QgsRasterRange(0, 0)])
+QgsProject.instance().addMapLayer(layer)
+processing.run("fers:detect", {"INPUT": layer, "STRATEGY": "none", "DEVICE": "cpu", "OUTPUT": out})
+print(json.dumps({"done": True}))
+"""
+
+
+def _zero_border(path, tagged):
+    from conftest import mat_scene, write_geotiff
+
+    cube = mat_scene("abu-airport-2")[0][:48, :40, :30].astype(np.int16)
+    cube[:5] = 0
+    cube[:, -3:] = 0
+    return write_geotiff(path, cube, nodata=0 if tagged else None)
+
+
+def _same_map(a, ref):
+    np.testing.assert_array_equal(a == -9999, ref == -9999)
+    np.testing.assert_allclose(a, ref, rtol=1e-6)  # the desktop run may use other BLAS threads: 1-ulp differences
+
+
+def test_no_data_set_on_the_layer_or_given_as_nodata_counts_as_the_files_own(tmp_path):
+    """A zero-filled border with no nodata tag: QGIS's additional no-data value on the layer, or NODATA=0,
+    gives the map of the same raster tagged nodata=0 (the border left out of the statistics)."""
+    untagged = _zero_border(tmp_path / "untagged.tif", False)
+    tagged = _zero_border(tmp_path / "tagged.tif", True)
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tagged}", "STRATEGY=none", f"OUTPUT={tmp_path / 'ref.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ref = read_geotiff(tmp_path / "ref.tif")[0][0]
+    assert (ref == -9999).sum() == 48 * 40 - 43 * 37
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={untagged}", "STRATEGY=none", "NODATA=0",
+                     f"OUTPUT={tmp_path / 'param.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    _same_map(read_geotiff(tmp_path / "param.tif")[0][0], ref)
+    r = run([os.path.join(VENV_BIN, "python"), "-c", LAYER_NODATA % QGIS_PYTHON_PATH, untagged,
+             str(tmp_path / "layer.tif")], env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    _same_map(read_geotiff(tmp_path / "layer.tif")[0][0], ref)
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={untagged}", "STRATEGY=none", f"OUTPUT={tmp_path / 'no.tif'}")
+    assert r.returncode == 0 and (read_geotiff(tmp_path / "no.tif")[0][0] == -9999).sum() == 0  # the border scored

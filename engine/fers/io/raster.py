@@ -135,7 +135,7 @@ class GdalSource(Source):
                     cube[k] = cube[k].astype(np.float64) * scale + offset
             if self._dataset_mask:
                 valid &= ds.GetRasterBand(1).GetMaskBand().ReadAsArray(x0, y0, w, h) > 0
-        return finalize_cube(cube, valid)
+        return finalize_cube(cube, valid, self.extra_nodata)
 
 
 def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:

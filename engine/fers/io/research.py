@@ -138,7 +138,7 @@ class ArraySource(Source):
         x0, y0, w, h = window or (0, 0, self.width, self.height)
         sub = self._hwb[y0:y0 + h, x0:x0 + w][:, :, list(bands)]
         cube = np.ascontiguousarray(np.moveaxis(sub, 2, 0), dtype=np.float32)
-        return finalize_cube(cube, np.ones((h, w), dtype=bool))
+        return finalize_cube(cube, np.ones((h, w), dtype=bool), self.extra_nodata)
 
     def ground_truth(self):
         return None if self._gt is None else np.asarray(self._gt)

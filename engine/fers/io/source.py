@@ -28,6 +28,9 @@ class Source:
     fwhm: Optional[list] = None  # nanometres, one per band, or None
     bad_bands: Sequence[int] = ()  # 0-based bands flagged bad (ENVI bbl = 0)
     nodata: Optional[float]  # the input's declared nodata value (first band), if any
+    # more no-data values or ranges than the file declares: ((lo, hi), ...) inclusive, on the values as read
+    # (after a band's scale/offset), e.g. the zero fill around a flight line that carries no nodata tag
+    extra_nodata: tuple = ()
 
     def read(self, bands: Sequence[int], window=None):
         raise NotImplementedError
@@ -37,20 +40,65 @@ class Source:
         return None
 
     def describe(self) -> str:
-        return f"{os.path.basename(self.path)}: {self.width}×{self.height} px, {self.band_count} bands"
+        extra = ", ".join(f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}" for lo, hi in self.extra_nodata)
+        return (f"{os.path.basename(self.path)}: {self.width}×{self.height} px, {self.band_count} bands"
+                + (f"; no data also where a band reads {extra}" if extra else ""))
 
 
-def finalize_cube(cube: np.ndarray, valid: np.ndarray) -> tuple:
-    """Mask NaN/Inf, zero invalid pixels in place; shared by every reader."""
+def finalize_cube(cube: np.ndarray, valid: np.ndarray, extra_nodata=()) -> tuple:
+    """Mask NaN/Inf and the ``extra_nodata`` ranges (in any band, as the file's nodata), zero invalid pixels
+    in place; shared by every reader."""
     for band in cube:  # band by band: np.isfinite(cube) would allocate a cube-sized mask
         valid &= np.isfinite(band)
+        for lo, hi in extra_nodata:
+            valid &= ~((band >= np.float32(lo)) & (band <= np.float32(hi)))
     if not valid.all():
         cube[:, ~valid] = 0.0
     return cube, valid
 
 
-def open_source(path: str, variable: Optional[str] = None) -> Source:
-    """Open a hyperspectral scene from any supported format."""
+def nodata_ranges(values) -> tuple:
+    """No-data values or ranges as ((lo, hi), ...): a number is (v, v); a (lo, hi) pair is a range. NaN needs
+    none (NaN and Inf are always nodata)."""
+    out = []
+    for v in values or ():
+        lo, hi = (v, v) if np.isscalar(v) else tuple(v)
+        lo, hi = float(lo), float(hi)
+        if np.isnan(lo) or np.isnan(hi):
+            continue
+        if lo > hi:
+            raise InputError(f"a no-data range must run from low to high, got {lo:g} to {hi:g}")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def parse_nodata(text) -> tuple:
+    """'0', '0, -9999', '0;-9999' or '-10:-5' (a range, both ends included), or a list of such tokens →
+    ``nodata_ranges``. The NODATA parameter's and --nodata's syntax."""
+    tokens = text if isinstance(text, (list, tuple)) else [text]
+    out = []
+    for tok in tokens:
+        for part in str(tok).replace(";", ",").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, sep, hi = part.partition(":") if ":" in part[1:] else (part, "", "")
+            try:
+                out.append((float(lo), float(hi)) if sep else float(lo))
+            except ValueError:
+                raise InputError(f"'{part}' is not a no-data value or range (e.g. 0, -9999 or 0:10)") from None
+    return nodata_ranges(out)
+
+
+def open_source(path: str, variable: Optional[str] = None, nodata=None) -> Source:
+    """Open a hyperspectral scene from any supported format. ``nodata``: values or (lo, hi) ranges that are no
+    data too, beyond what the file declares (``nodata_ranges``)."""
+    src = _open(path, variable)
+    src.extra_nodata = nodata_ranges(nodata)
+    return src
+
+
+def _open(path: str, variable: Optional[str] = None) -> Source:
     from .raster import GdalSource
     from .research import ArraySource, is_research_path
 
