@@ -87,6 +87,10 @@ COMMON_HELP = {
     "STRATEGY": "none = RX on the raw bands; spectral = RX(H + F_spe) (FERD); spatial = RX(H + F_spa); "
                 "multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B.",
     "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140; overrides the band count.",
+    "NODATA": "Values, or LO:HI ranges, that are no data besides the file's nodata, e.g. 0 for the zero fill "
+              "around a flight line that carries no nodata tag: pixels with such a value in any selected band "
+              "leave every statistic and stay nodata in the output. The layer's own additional no-data values "
+              "(Properties ▸ Transparency) are always used, as QGIS hides those pixels.",
     "MODEL": "A FERS checkpoint (.pt) from the training algorithms, a folder holding the FERS authors' convh.pt, "
              "enc.pt and pc.pt, or a bundled model's name.",
     "SOURCES": "Rasters of anomaly-free background scenes of the sensor the model will be used on; each must have "

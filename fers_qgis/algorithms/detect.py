@@ -46,6 +46,14 @@ def layer_nodata(alg, parameters, name, context):
     return tuple(dict.fromkeys(ranges))
 
 
+def add_nodata_parameter(alg):
+    nodata = QgsProcessingParameterString(
+        "NODATA", "More no-data values (e.g. 0, or 0:10 for a range; the layer's own are always used)",
+        None, False, True)
+    nodata.setFlags(nodata.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(nodata)
+
+
 def nodata_argument(alg, parameters, context, feedback):
     """NODATA (values or LO:HI ranges) and the layer's own additional no-data values, for the engine."""
     from fers.io.source import parse_nodata
@@ -125,10 +133,6 @@ class DetectAlgorithm(FersAlgorithm):
                      "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
         "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
                      "enhanced copy of them are held besides (about twice their size in float32).",
-        "NODATA": "Values, or LO:HI ranges, that are no data besides the file's nodata, e.g. 0 for the zero fill "
-                  "around a flight line that carries no nodata tag: pixels with such a value in any selected band "
-                  "leave every statistic and stay nodata in the map. The layer's own additional no-data values "
-                  "(Properties ▸ Transparency) are always used, as QGIS hides those pixels.",
         "RX_TRIM": "RX only. Share of the pixels (the highest-scoring of a first pass) left out of the background "
                    "mean and covariance before the final scores. Empty = automatic: 0.01 for the strategies that "
                    "use a model (chosen on the bundled models' selection figures; see their cards), 0 for 'none'. "
@@ -184,11 +188,7 @@ class DetectAlgorithm(FersAlgorithm):
             p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, 0)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        nodata = QgsProcessingParameterString(
-            "NODATA", "More no-data values (e.g. 0, or 0:10 for a range; the layer's own are always used)",
-            None, False, True)
-        nodata.setFlags(nodata.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(nodata)
+        add_nodata_parameter(self)
         trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim: share of top scores left out of the background "
                                             "statistics (empty = automatic)",
                                             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)

@@ -3,7 +3,7 @@ from qgis.core import (QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
 from .base import FersAlgorithm
-from .detect import DEVICES, raster_source
+from .detect import DEVICES, add_nodata_parameter, nodata_argument, raster_source
 
 BRANCHES = ("both", "spectral", "spatial")
 
@@ -34,6 +34,7 @@ class EnhanceAlgorithm(FersAlgorithm):
                       help_text="both = H + F_spe + F_spa (fusion B's cube); spectral = H + F_spe (FERD); "
                                 "spatial = H + F_spa")
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
+        add_nodata_parameter(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Enhanced cube"))
 
     def run_engine(self, parameters, context, feedback):
@@ -44,6 +45,7 @@ class EnhanceAlgorithm(FersAlgorithm):
                       self.parameterAsFile(parameters, "MODEL", context),
                       bands=self.parameterAsInt(parameters, "BANDS", context),
                       branches=self.parameterAsEnumString(parameters, "BRANCHES", context),
-                      device=self.parameterAsEnumString(parameters, "DEVICE", context), feedback=feedback)
+                      device=self.parameterAsEnumString(parameters, "DEVICE", context), feedback=feedback,
+                      nodata=nodata_argument(self, parameters, context, feedback))
         feedback.info(f"{res['cube']}, {res['bands']} bands, {res['seconds']:.2f} s on {res['device']}")
         return {"OUTPUT": res["output"]}

@@ -308,3 +308,17 @@ def test_no_data_set_on_the_layer_or_given_as_nodata_counts_as_the_files_own(tmp
     _same_map(read_geotiff(tmp_path / "layer.tif")[0][0], ref)
     r = qgis_process("run", "fers:detect", "--", f"INPUT={untagged}", "STRATEGY=none", f"OUTPUT={tmp_path / 'no.tif'}")
     assert r.returncode == 0 and (read_geotiff(tmp_path / "no.tif")[0][0] == -9999).sum() == 0  # the border scored
+
+
+def test_enhance_leaves_the_extra_no_data_out_too(tmp_path):
+    from conftest import mat_scene, write_geotiff
+
+    cube = mat_scene("abu-airport-2")[0][:40, :40, :100].astype(np.int16)
+    cube[:5] = 0
+    scene = write_geotiff(tmp_path / "border.tif", cube)
+    r = qgis_process("run", "fers:enhance", "--", f"INPUT={scene}", "MODEL=fers-aviris-100", "NODATA=0", "DEVICE=cpu",
+                     f"OUTPUT={tmp_path / 'enh.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    enh, _, _, nodata = read_geotiff(tmp_path / "enh.tif")
+    assert enh.shape == (100, 40, 40)
+    assert (enh[:, :5] == nodata).all() and not (enh[:, 5:] == nodata).any()
