@@ -190,6 +190,27 @@ class FersAlgorithm(QgsProcessingAlgorithm):
                 definition.setHelp(text)
         return super().addParameter(definition, createOutput)
 
+    # raster parameters that also take a research file's path (.mat / .npy): QGIS cannot load those as layers
+    RESEARCH_INPUTS = ("INPUT",)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
+        """QGIS checks a raster parameter by loading it as a layer, which a .mat or .npy file is not (3.22 then
+        says "Could not load source layer"); such a path is checked here instead, the rest as QGIS would."""
+        research = [n for n in self.RESEARCH_INPUTS if isinstance(parameters.get(n), str)
+                    and parameters[n].lower().endswith((".mat", ".npy"))]
+        if not research:
+            return super().checkParameterValues(parameters, context)
+        for name in research:
+            if not os.path.isfile(parameters[name]):
+                return False, f"{name}: {parameters[name]} not found"
+        rest = {k: v for k, v in parameters.items() if k not in research}
+        for d in self.parameterDefinitions():
+            if d.name() in research or d.isDestination():
+                continue
+            if not d.checkValueIsAcceptable(rest.get(d.name()), context):
+                return False, f"Incorrect parameter value for {d.name()}"
+        return True, ""
+
     def optional_double(self, parameters, name, context, default=None):
         """An optional number parameter, None when left empty (``default`` when absent from ``parameters``):
         for the parameters where empty means "automatic" or "not this rule", unlike 0."""

@@ -322,3 +322,19 @@ def test_enhance_leaves_the_extra_no_data_out_too(tmp_path):
     enh, _, _, nodata = read_geotiff(tmp_path / "enh.tif")
     assert enh.shape == (100, 40, 40)
     assert (enh[:, :5] == nodata).all() and not (enh[:, 5:] == nodata).any()
+
+
+def test_a_research_file_runs_through_qgis_process_as_the_help_says(tmp_path):
+    """fers:detect's INPUT takes a .mat path (QGIS alone would refuse it: it is not a layer it can load)."""
+    from conftest import RAW, fers
+
+    mat = os.path.join(RAW, "abu-airport-2.mat")
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={mat}", "BANDS=100", "STRATEGY=none",
+                     f"OUTPUT={tmp_path / 'qgis.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = fers("detect", mat, tmp_path / "cli.tif", "--bands", "100", "--strategy", "none")
+    assert c.returncode == 0, c.stderr
+    _same_map(read_geotiff(tmp_path / "qgis.tif")[0][0], read_geotiff(tmp_path / "cli.tif")[0][0])
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tmp_path / 'gone.mat'}", f"OUTPUT={tmp_path / 'x.tif'}")
+    assert r.returncode != 0 and f"INPUT: {tmp_path / 'gone.mat'} not found" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and not (tmp_path / "x.tif").exists()
