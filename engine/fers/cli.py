@@ -164,7 +164,7 @@ def cmd_info(args, fb):
          "crs": bool(src.georef.crs_wkt), "geotransform": src.georef.geotransform, "nodata": src.nodata,
          "wavelengths": src.wavelengths is not None, "ground_truth": src.ground_truth() is not None,
          # bands whose values are stored × scale + offset (GDAL metadata), read as QGIS shows them
-         "scaled_bands": sum(so is not None for so in getattr(src, "scale_offset", []))}
+         "scaled_bands": sum(so is not None for so in src.scale_offset)}
     print(json.dumps(d, indent=1))
 
 

@@ -150,6 +150,13 @@ class EngineFeedback:
         return _Adapter(qgis_feedback)
 
 
+def research_path(parameters, name):
+    """The value of a raster parameter when it is a research file's path (.mat / .npy), which QGIS cannot load
+    as a layer and the engine reads itself; else None."""
+    raw = parameters.get(name)
+    return raw if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")) else None
+
+
 class FersAlgorithm(QgsProcessingAlgorithm):
     """Subclasses define NAME, DISPLAY, GROUP, HELP, initAlgorithm and run_engine() (not run(): that is QgsProcessingAlgorithm.run, which the Processing dialog calls)."""
 
@@ -196,8 +203,7 @@ class FersAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
         """QGIS checks a raster parameter by loading it as a layer, which a .mat or .npy file is not (3.22 then
         says "Could not load source layer"); such a path is checked here instead, the rest as QGIS would."""
-        research = [n for n in self.RESEARCH_INPUTS if isinstance(parameters.get(n), str)
-                    and parameters[n].lower().endswith((".mat", ".npy"))]
+        research = [n for n in self.RESEARCH_INPUTS if research_path(parameters, n)]
         if not research:
             return super().checkParameterValues(parameters, context)
         for name in research:

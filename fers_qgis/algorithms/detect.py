@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterVectorDestination)
 
 from ..paths import bundled_models
-from .base import FersAlgorithm
+from .base import FersAlgorithm, research_path
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
 DETECTORS = ("rx", "ae")
@@ -20,8 +20,8 @@ CARD_CHARS = 2000  # of each model card shown in the help
 
 def raster_source(alg, parameters, name, context):
     """GDAL path of a raster parameter; .mat/.npy research files pass through as paths."""
-    raw = parameters.get(name)
-    if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")):
+    raw = research_path(parameters, name)
+    if raw:
         return raw
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     if layer is None:
@@ -35,8 +35,7 @@ def layer_nodata(alg, parameters, name, context):
     """The no-data values and ranges the analyst set on the layer in QGIS (Properties ▸ Transparency ▸
     additional no data values), every band's: QGIS hides those pixels, so they must not shape the statistics
     either. ((lo, hi), ...); none for research files, which are paths, not layers."""
-    raw = parameters.get(name)
-    if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")):
+    if research_path(parameters, name):
         return ()
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     if layer is None:
@@ -56,20 +55,19 @@ def add_nodata_parameter(alg):
 
 def nodata_argument(alg, parameters, context, feedback):
     """NODATA (values or LO:HI ranges) and the layer's own additional no-data values, for the engine."""
-    from fers.io.source import parse_nodata
+    from fers.io.source import describe_nodata, parse_nodata
 
     extra = parse_nodata(alg.parameterAsString(parameters, "NODATA", context) or "")
     own = layer_nodata(alg, parameters, "INPUT", context)
     if own:
-        feedback.info("the layer's additional no-data values are no data here too: " + ", ".join(
-            f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}" for lo, hi in own))
+        feedback.info(f"the layer's additional no-data values are no data here too: {describe_nodata(own)}")
     return tuple(dict.fromkeys(extra + own))
 
 
 def input_name(alg, parameters, name, context):
     """What the analyst calls the input: its layer name, else the file name without extension."""
-    raw = parameters.get(name)
-    if isinstance(raw, str) and raw.lower().endswith((".mat", ".npy")):
+    raw = research_path(parameters, name)
+    if raw:
         return os.path.splitext(os.path.basename(raw))[0]
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     return layer.name() if layer is not None else "input"

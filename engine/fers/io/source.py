@@ -31,6 +31,8 @@ class Source:
     # more no-data values or ranges than the file declares: ((lo, hi), ...) inclusive, on the values as read
     # (after a band's scale/offset), e.g. the zero fill around a flight line that carries no nodata tag
     extra_nodata: tuple = ()
+    # per band, (scale, offset) applied on reading or None (GDAL rasters; io.raster.band_scale_offset)
+    scale_offset: Sequence = ()
 
     def read(self, bands: Sequence[int], window=None):
         raise NotImplementedError
@@ -40,9 +42,14 @@ class Source:
         return None
 
     def describe(self) -> str:
-        extra = ", ".join(f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}" for lo, hi in self.extra_nodata)
+        extra = describe_nodata(self.extra_nodata)
         return (f"{os.path.basename(self.path)}: {self.width}×{self.height} px, {self.band_count} bands"
                 + (f"; no data also where a band reads {extra}" if extra else ""))
+
+
+def describe_nodata(ranges) -> str:
+    """((0, 0), (10, 20)) → '0, 10 to 20': no-data values and ranges as the logs say them."""
+    return ", ".join(f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}" for lo, hi in ranges)
 
 
 def finalize_cube(cube: np.ndarray, valid: np.ndarray, extra_nodata=()) -> tuple:
