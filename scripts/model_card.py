@@ -7,6 +7,7 @@ sources, changes), and bench/out/accuracy.csv
 import csv
 import json
 import os
+import re
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,9 +21,15 @@ METHODS = ("RX", "RX trimmed", "authors", "ours spectral", "ours A", "ours B")  
 HEADERS = ("RX", "RX trimmed", "authors' checkpoint", "spectral", "fusion A", "fusion B")
 
 
+# Any absolute path up to a `shared/` folder: a checkpoint records where its weights were on the machine that
+# trained it, which need not be where this checkout's ../shared is (CI clones to another place).
+_ABOVE_SHARED = re.compile(r"/(?:[^\s,;:()'\"`]+/)*?(?=shared/)")
+
+
 def short(text):
     """Paths in recorded sources, shown from the data folder on (the card travels without this machine)."""
-    return str(text).replace(os.path.dirname(os.path.dirname(facts_root())) + os.sep, "")
+    text = _ABOVE_SHARED.sub("", str(text))
+    return text.replace(os.path.dirname(os.path.dirname(facts_root())) + os.sep, "")
 
 
 def facts_root():

@@ -42,3 +42,11 @@ def test_the_shipped_card_is_what_its_checkpoint_and_facts_give(tmp_path, bands)
     assert "| fusion A | 0.9400 | yes | no | h1 (0.9849 vs 0.9900) |" in card
     assert "| spectral | 0.9600 | yes | yes | none |" in card
     assert "| authors' checkpoint | 0.9500 | yes |  | h1 (0.9700 vs 0.9900) |" in card
+
+
+def test_recorded_paths_are_shown_from_shared_wherever_the_model_was_trained():
+    # a checkpoint keeps the absolute path its weights had on the training machine; CI and users clone elsewhere
+    assert model_card.short("file:/work/shared/weights/a/enc.pt (layer1)") == "file:shared/weights/a/enc.pt (layer1)"
+    assert model_card.short("/check/work/shared/data/x.mat, /home/u/fers/shared/data/y.mat") == \
+        "shared/data/x.mat, shared/data/y.mat"
+    assert model_card.short("random") == "random"
