@@ -82,7 +82,8 @@ def cmd_train_spectral(args, fb):
                          backbone_weights=args.backbone_weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
                          betas=tuple(args.betas), seed=args.seed, patch=args.patch, steps_per_epoch=args.steps,
                          device=args.device, val_sources=args.val, resume=not args.restart, feedback=fb,
-                         micro_batches=args.micro_batches, band_stretch=args.band_stretch)
+                         micro_batches=args.micro_batches, band_stretch=args.band_stretch,
+                         nodata=_nodata_arg(args))
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -97,7 +98,7 @@ def cmd_train_spatial(args, fb):
                         batch=args.batch, lr=args.lr, betas=tuple(args.betas), seed=args.seed, patch=args.patch,
                         steps_per_epoch=args.steps, device=args.device, val_sources=args.val,
                         resume=not args.restart, feedback=fb, micro_batches=args.micro_batches,
-                        band_stretch=args.band_stretch)
+                        band_stretch=args.band_stretch, nodata=_nodata_arg(args))
     h = res["history"]
     fb.info(f"best epoch {h['best_epoch']} (validation loss {h['best_val']:.5f}); log {res['log']}")
     print(res["output"])
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also train on scenes up to F×(their band count) short of --bands N, resampled onto N "
                             "bands along the band axis (e.g. 0.1: a 188-band scene serves a 200-band model; "
                             "0 = skip them)")
+        t.add_argument("--nodata", nargs="+", metavar="V",
+                       help="values (or LO:HI ranges) that are no data in every background raster besides its own "
+                            "nodata, e.g. 0 for an untagged zero fill: never sampled, never in the scaling")
         t.add_argument("--device", default="auto")
         t.add_argument("--restart", action="store_true", help="ignore an existing resume file and start over")
         t.add_argument("--micro-batches", type=int, default=1,

@@ -38,8 +38,11 @@ def layer_nodata(alg, parameters, name, context):
     if research_path(parameters, name):
         return ()
     layer = alg.parameterAsRasterLayer(parameters, name, context)
-    if layer is None:
-        return ()
+    return user_nodata(layer) if layer is not None else ()
+
+
+def user_nodata(layer):
+    """A raster layer's additional no-data values, every band's, as ((lo, hi), ...)."""
     dp = layer.dataProvider()
     ranges = [(r.min(), r.max()) for b in range(1, dp.bandCount() + 1) for r in dp.userNoDataValues(b)]
     return tuple(dict.fromkeys(ranges))

@@ -2,7 +2,7 @@
 from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterFile
 
 from .base import FersAlgorithm
-from .train_spectral import add_training_parameters, training_arguments, training_results
+from .train_spectral import NODATA_HELP, add_training_parameters, training_arguments, training_results
 
 
 class TrainSpatialAlgorithm(FersAlgorithm):
@@ -19,6 +19,7 @@ class TrainSpatialAlgorithm(FersAlgorithm):
             "file, or 'random'; recorded in the checkpoint. Resume, validation and logs as in stage 1.")
 
     PARAM_HELP = {
+        "NODATA": NODATA_HELP,
         "OUTPUT": "The model file (.pt) to write: teacher (Spe-FEN) + student (Spa-FEN) + metadata; usable at "
                   "once as MODEL of 'Detect anomalies' with every strategy.",
         "ADAPT_BN": "On (the authors' reference): ResNet-34's BatchNorm running statistics adapt to the false-RGB "

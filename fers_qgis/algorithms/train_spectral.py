@@ -5,13 +5,24 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from .base import FersAlgorithm
-from .detect import DEVICES
+from .detect import DEVICES, add_nodata_parameter, user_nodata
 
 TRUNKS = ("wide_resnet50_2", "wide_resnet101_2")
+NODATA_HELP = ("Values, or LO:HI ranges, that are no data in every background raster besides its own nodata, e.g. "
+               "0 for the zero fill around a flight line that carries no nodata tag: such pixels (a value in any "
+               "band used) are never cut into a training patch and do not shape the scaling. Each layer's own "
+               "additional no-data values (Properties ▸ Transparency) are always used. Recorded in the checkpoint.")
 
 
 def layer_sources(alg, parameters, name, context):
     return [lyr.source() for lyr in alg.parameterAsLayerList(parameters, name, context)]
+
+
+def layers_nodata(alg, parameters, names, context):
+    """{source: ((lo, hi), ...)}: each layer's additional no-data values (Properties ▸ Transparency), which QGIS
+    hides and training must not sample either (fers:detect's layer_nodata, per layer)."""
+    layers = [lyr for name in names for lyr in alg.parameterAsLayerList(parameters, name, context)]
+    return {lyr.source(): user_nodata(lyr) for lyr in layers if user_nodata(lyr)}
 
 
 def add_training_parameters(alg, default_bands=100):
@@ -41,6 +52,7 @@ def add_training_parameters(alg, default_bands=100):
     for p in advanced:
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         alg.addParameter(p)
+    add_nodata_parameter(alg)
     alg.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
     alg.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Model checkpoint", "FERS checkpoint (*.pt)"))
     alg.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", "Selected epoch (lowest validation loss)"))
@@ -49,6 +61,8 @@ def add_training_parameters(alg, default_bands=100):
 
 
 def training_arguments(alg, parameters, context):
+    from fers.io.source import parse_nodata
+
     sources = layer_sources(alg, parameters, "SOURCES", context)
     folder = alg.parameterAsFile(parameters, "SOURCE_FOLDER", context)
     if folder:
@@ -62,6 +76,8 @@ def training_arguments(alg, parameters, context):
                 backbone_weights=alg.parameterAsString(parameters, "BACKBONE_WEIGHTS", context).strip() or "imagenet",
                 val_sources=layer_sources(alg, parameters, "VALIDATION", context) or None,
                 band_stretch=alg.parameterAsDouble(parameters, "BAND_STRETCH", context),
+                nodata=parse_nodata(alg.parameterAsString(parameters, "NODATA", context) or ""),
+                source_nodata=layers_nodata(alg, parameters, ("SOURCES", "VALIDATION"), context),
                 device=alg.parameterAsEnumString(parameters, "DEVICE", context))
 
 
@@ -85,6 +101,7 @@ class TrainSpectralAlgorithm(FersAlgorithm):
             "give a local .pth, 'partial:FILE' (e.g. the authors' enc.pt, which holds layer1 only; other stages "
             "stay random) or 'random'. The choice is recorded in the checkpoint.")
     PARAM_HELP = {
+        "NODATA": NODATA_HELP,
         "BANDS": "The model's band count: the first N bands of every background raster (the paper: 50, 100 or 200). "
                  "Detection later uses the same bands.",
         "OUTPUT": "The checkpoint file (.pt) to write; usable at once as MODEL of 'Detect anomalies' (strategy "

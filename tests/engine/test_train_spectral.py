@@ -152,3 +152,34 @@ def test_spectral_jitter_is_a_smooth_per_band_gain_on_the_shifted_spectra():
     data = prepare_background([os.path.join(RAW, n) for n in ("abu-urban-1.mat", "abu-beach-3.mat")], 100, 32, 0,
                               spectral_jitter=0.1)
     assert data.summary["spectral_jitter"] == 0.1 and data.train.jitter == 0.1
+
+
+def _bordered(tmp_path, tag):
+    """abu-urban-1 (16 bands, int16) with a zero fill on its top 10 rows and left 6 columns, as around a flight
+    line, with or without a nodata tag."""
+    from conftest import mat_scene, write_geotiff
+
+    cube = mat_scene("abu-urban-1")[0][:, :, :16].astype(np.int16)
+    cube[:10] = 0
+    cube[:, :6] = 0
+    return write_geotiff(tmp_path / f"bg-{tag}.tif", cube, nodata=0 if tag == "tagged" else None)
+
+
+def test_extra_no_data_is_never_background(tmp_path):
+    """nodata=0 on an untagged zero fill trains on what the same raster tagged nodata=0 gives (same usable
+    pixels, same scaled values); without it the fill is sampled as background and shifts the scaling."""
+    untagged, tagged = _bordered(tmp_path, "untagged"), _bordered(tmp_path, "tagged")
+    ref = load_background(tagged, 12, 32)
+    assert ref.usable.sum() == (100 - 10) * (100 - 6)
+    got = load_background(untagged, 12, 32, nodata=[0])
+    np.testing.assert_array_equal(got.usable, ref.usable)
+    np.testing.assert_array_equal(got.cube[:, ref.usable], ref.cube[:, ref.usable])
+    plain = load_background(untagged, 12, 32)
+    assert plain.usable.all() and np.abs(plain.cube[:, ref.usable] - ref.cube[:, ref.usable]).max() > 1e-3
+    # for every scene (nodata) or for one file (source_nodata, a QGIS layer's own values): the same pixels
+    clean = os.path.join(RAW, "abu-beach-3.mat")
+    for kw in ({"nodata": [0]}, {"source_nodata": {untagged: [(-0.5, 0.5)]}}):
+        data = prepare_background([untagged, clean], 12, 32, 0, **kw)
+        assert data.summary["train_pixels"] == 90 * 94 + 100 * 100
+    assert data.summary["source_nodata"] == {"bg-untagged.tif": [[-0.5, 0.5]]} and data.summary["nodata"] == []
+    assert prepare_background([untagged, clean], 12, 32, 0).summary["train_pixels"] == 2 * 100 * 100

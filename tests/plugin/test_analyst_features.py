@@ -310,6 +310,60 @@ def test_no_data_set_on_the_layer_or_given_as_nodata_counts_as_the_files_own(tmp
     assert r.returncode == 0 and (read_geotiff(tmp_path / "no.tif")[0][0] == -9999).sum() == 0  # the border scored
 
 
+LAYER_NODATA_TRAINING = """
+import json, sys
+sys.path[:0] = %r
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsRasterRange
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+bordered, clean, out = sys.argv[1], sys.argv[2], sys.argv[3]
+layer = QgsRasterLayer(bordered, "flight line")
+for b in range(1, layer.bandCount() + 1):  # Properties > Transparency > Additional no data value, on this layer only
+    layer.dataProvider().setUserNoDataValue(b, [QgsRasterRange(0, 0)])
+other = QgsRasterLayer(clean, "clean")
+for lyr in (layer, other):
+    QgsProject.instance().addMapLayer(lyr)
+processing.run("fers:train_spectral", {"SOURCES": [layer, other], "BANDS": 12, "EPOCHS": 1, "BATCH": 2, "PATCH": 32,
+               "STEPS": 1, "BACKBONE_WEIGHTS": "random", "DEVICE": "cpu", "OUTPUT": out})
+print(json.dumps({"done": True}))
+"""
+
+
+def _training_data(ckpt):
+    from fers.checkpoint import read_checkpoint
+
+    return read_checkpoint(str(ckpt))["meta"]["training"]["data"]
+
+
+def test_training_leaves_the_layers_and_the_given_no_data_out(tmp_path):
+    """fers:train_spectral samples no patch from a zero fill the analyst marked as no data: NODATA=0 for every
+    raster, or the layer's own additional no-data value; without either the fill counts as background."""
+    from conftest import mat_scene, write_geotiff
+
+    cube = mat_scene("abu-urban-1")[0][:, :, :16].astype(np.int16)
+    cube[:10] = 0
+    bordered = write_geotiff(tmp_path / "bordered.tif", cube)
+    clean = write_geotiff(tmp_path / "clean.tif", mat_scene("abu-beach-3")[0][:, :, :16])
+    common = ["BANDS=12", "EPOCHS=1", "BATCH=2", "PATCH=32", "STEPS=1", "BACKBONE_WEIGHTS=random", "DEVICE=cpu"]
+    # (without either, 2 × 100 × 100 pixels: tests/engine/test_train_spectral.py, which runs no QGIS)
+    r = qgis_process("run", "fers:train_spectral", "--", f"SOURCES={bordered}", f"SOURCES={clean}", *common,
+                     "NODATA=0", f"OUTPUT={tmp_path / 'param.pt'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "bordered.tif: no data also where a band reads 0" in r.stdout + r.stderr
+    data = _training_data(tmp_path / "param.pt")
+    assert data["train_pixels"] == 90 * 100 + 100 * 100 and data["nodata"] == [[0.0, 0.0]]
+    r = run([os.path.join(VENV_BIN, "python"), "-c", LAYER_NODATA_TRAINING % QGIS_PYTHON_PATH, bordered, clean,
+             str(tmp_path / "layer.pt")], env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = _training_data(tmp_path / "layer.pt")
+    assert data["train_pixels"] == 90 * 100 + 100 * 100
+    assert data["source_nodata"] == {"bordered.tif": [[0.0, 0.0]]} and data["nodata"] == []
+
+
 def test_enhance_leaves_the_extra_no_data_out_too(tmp_path):
     from conftest import mat_scene, write_geotiff
 

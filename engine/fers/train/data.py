@@ -4,7 +4,9 @@ Each background scene is read once, band-selected and scaled on its own (SPEC §
 exactly as at inference). Known anomalies (a ground truth shipped with the scene)
 are masked with a safety margin and filled from their nearest background pixel,
 so that windows near them remain usable without teaching the network the anomaly.
-True nodata is never filled: windows must be nodata-free.
+True nodata is never filled: windows must be nodata-free. No data is the file's own plus any
+values the caller names (an untagged zero fill around a flight line, a QGIS layer's additional
+no-data values), so that such fill neither shapes the scaling nor is learnt as background.
 
 Scenes smaller than a patch are reflect-padded up to it: mirrored background is
 still background, and the small AVIRIS scenes here (50×50, 50×90) would otherwise
@@ -32,6 +34,7 @@ from scipy import ndimage
 from ..errors import InputError, TooFewBandsError
 from ..feedback import Feedback
 from ..io import open_source
+from ..io.source import describe_nodata, nodata_ranges
 from ..io.research import had100_scenes
 from ..preprocess import SCALE_HALF_RANGE, scale_cube, select_bands
 
@@ -88,8 +91,11 @@ def stretch_bands(cube: np.ndarray, n: int) -> np.ndarray:
 
 
 def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, margin: int = 3,
-                    band_stretch: float = 0.0) -> BackgroundScene:
-    src = open_source(path)
+                    band_stretch: float = 0.0, nodata=()) -> BackgroundScene:
+    """``nodata``: values or (lo, hi) ranges that are no data too, beyond the file's own (as in
+    ``fers.pipeline.detect``): an untagged zero fill would otherwise shape the scaling and be sampled as
+    background, teaching the networks that a flat zero spectrum is normal."""
+    src = open_source(path, nodata=nodata)
     stretch_to = stretch_target(src.band_count, bands, band_stretch)
     if stretch_to:
         bands = 0  # every band of the scene, resampled below
@@ -208,8 +214,12 @@ class BackgroundData:
 
 def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val_sources: Optional[Sequence[str]] = None,
                        val_patches: int = 16, feedback: Optional[Feedback] = None,
-                       band_stretch: float = 0.0, spectral_jitter: float = 0.0) -> BackgroundData:
+                       band_stretch: float = 0.0, spectral_jitter: float = 0.0, nodata=(),
+                       source_nodata: Optional[dict] = None) -> BackgroundData:
     """Load every background scene; hold out validation scenes (never test scenes).
+
+    ``nodata`` (values or (lo, hi) ranges) is no data in every scene; ``source_nodata`` maps a source
+    path to more ranges for that file alone (a QGIS layer's own additional no-data values).
 
     With ``val_sources`` given those scenes validate; otherwise, with 3 or more
     scenes, the last one (in sorted order) is held out; with fewer, validation uses
@@ -221,11 +231,20 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
     if not val_paths and len(paths) >= 3:
         val_paths = [paths[-1]]
         paths = paths[:-1]
+    nodata = nodata_ranges(nodata)
+    source_nodata = {os.path.abspath(k): nodata_ranges(v) for k, v in (source_nodata or {}).items()}
+
+    def load(p):
+        extra = tuple(dict.fromkeys(nodata + source_nodata.get(os.path.abspath(p), ())))
+        if extra:
+            feedback.info(f"{os.path.basename(p)}: no data also where a band reads {describe_nodata(extra)}")
+        return load_background(p, bands, patch, band_stretch=band_stretch, nodata=extra)
+
     scenes, skipped = [], []
     for i, p in enumerate(paths):
         feedback.check()
         try:
-            scenes.append(load_background(p, bands, patch, band_stretch=band_stretch))
+            scenes.append(load(p))
         except TooFewBandsError as e:
             # a scene with too few bands cannot serve a first-N-bands model; others still can
             skipped.append(os.path.basename(p))
@@ -236,7 +255,7 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
     bcount = {s.cube.shape[0] for s in scenes}
     if len(bcount) != 1:
         raise InputError(f"background scenes give different band counts {sorted(bcount)}; set --bands")
-    val_scenes = [load_background(p, bands, patch, band_stretch=band_stretch) for p in val_paths]
+    val_scenes = [load(p) for p in val_paths]
     for s in scenes + val_scenes:
         if s.stretched_from:
             feedback.info(f"{s.name}: {s.stretched_from} bands resampled onto {bands} (band stretch)")
@@ -253,5 +272,7 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
         "patch": patch, "val_patches": int(len(val)), "val_held_out": held_out, "skipped_scenes": skipped,
         "band_stretch": float(band_stretch), "spectral_jitter": float(spectral_jitter),
         "stretched_scenes": {s.name: s.stretched_from for s in scenes + val_scenes if s.stretched_from},
+        "nodata": [list(r) for r in nodata],
+        "source_nodata": {os.path.basename(k): [list(r) for r in v] for k, v in source_nodata.items() if v},
     }
     return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary)

@@ -175,7 +175,7 @@ class Trainer:
         state = safe_torch_load(self.resume_path, "training resume file")
         saved = json.loads(state["hyper"])
         for k in ("bands", "lr", "batch", "patch", "seed", "trunk", "stage", "teacher", "adapt_bn",
-                  "spa_backbone_weights", "backbone_weights", "band_stretch"):
+                  "spa_backbone_weights", "backbone_weights", "band_stretch", "nodata", "source_nodata"):
             if k in saved and k in self.hyper and saved[k] != self.hyper[k]:
                 raise ModelError(f"cannot resume {self.resume_path}: it was started with {k}={saved[k]}, "
                                  f"now {k}={self.hyper[k]}; use the same settings or delete the resume file")

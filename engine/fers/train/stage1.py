@@ -25,7 +25,8 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
                    batch: int = 16, lr: float = 0.005, betas=(0.5, 0.999), seed: int = 10, patch: int = 64,
                    steps_per_epoch: int = 0, device: str = "auto", val_sources: Optional[Sequence[str]] = None,
                    val_patches: int = 16, resume: bool = True, feedback: Optional[Feedback] = None,
-                   micro_batches: int = 1, band_stretch: float = 0.0, spectral_jitter: float = 0.0) -> dict:
+                   micro_batches: int = 1, band_stretch: float = 0.0, nodata=(), source_nodata: Optional[dict] = None,
+                   spectral_jitter: float = 0.0) -> dict:
     """Train FERDNet; write a 'stage1' checkpoint (whole net + its Spe-FEN) to ``output``.
 
     ``bands`` is N (the first N bands, as the paper) or an explicit 0-based list; it
@@ -34,6 +35,7 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
     resampled onto N bands (``fers.train.data``); 0 skips them, as the paper would.
     ``spectral_jitter`` σ > 0 multiplies each training patch by a smooth random spectral gain
     (``fers.train.data.spectral_gain``); 0, the paper's protocol, leaves the spectra as they are.
+    ``nodata`` / ``source_nodata``: more no data, in every scene / per source file (``prepare_background``).
     """
     feedback = feedback or Feedback()
     if isinstance(bands, int) and bands <= 0:
@@ -49,7 +51,8 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
     net = FERDNet(n_bands, trunk=trunk)
     weights_source = net.load_backbone(backbone_weights)  # before the data: offline fails in a second
     data = prepare_background(sources, bands, patch, seed, val_sources, val_patches, feedback.sub(0, 0.02),
-                              band_stretch=band_stretch, spectral_jitter=spectral_jitter)
+                              band_stretch=band_stretch, nodata=nodata, source_nodata=source_nodata,
+                              spectral_jitter=spectral_jitter)
     feedback.info(f"stage 1: {n_bands} bands, trunk {trunk} ({weights_source}), device {dev}; "
                   f"training scenes {', '.join(data.train_names)}; validation "
                   f"{', '.join(data.val_names) or 'fixed patches of the training scenes'}")
@@ -76,7 +79,8 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
                          steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
     hyper = {"stage": 1, "bands": n_bands, "trunk": trunk, "backbone_weights": weights_source,
              "loss_weights": {"sim": 1.0, "mse": 0.1, "z": 0.1}, "band_stretch": float(band_stretch),
-             "spectral_jitter": float(spectral_jitter)}
+             "spectral_jitter": float(spectral_jitter),
+             "nodata": data.summary["nodata"], "source_nodata": data.summary["source_nodata"]}
     task = TrainTask(net, loss, save, "stage 1 (FERD)", frozen=("encoder.",))
     trainer = Trainer(task, data.train, data.val, config, output,
                       feedback.sub(0.02, 1.0), hyper)

@@ -68,7 +68,8 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
                   lr: float = 0.005, betas=(0.5, 0.999), seed: int = 10, patch: int = 64, steps_per_epoch: int = 0,
                   device: str = "auto", val_sources: Optional[Sequence[str]] = None, val_patches: int = 16,
                   resume: bool = True, feedback: Optional[Feedback] = None,
-                  micro_batches: int = 1, band_stretch: float = 0.0) -> dict:
+                  micro_batches: int = 1, band_stretch: float = 0.0, nodata=(),
+                  source_nodata: Optional[dict] = None) -> dict:
     """Train Spa-FEN and FRN; write a 'fers' checkpoint (teacher's Spe-FEN + the new Spa-FEN) to ``output``.
 
     ``teacher`` is any model ``fers.checkpoint.load_model`` reads (our stage1 /
@@ -110,7 +111,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
     weights_source = spa.load_backbone(backbone_weights)  # before the data: offline fails in a second
     net = SpatialTrainingNet(spa, frn)
     data = prepare_background(sources, data_bands, patch, seed, val_sources, val_patches, feedback.sub(0, 0.02),
-                              band_stretch=band_stretch)
+                              band_stretch=band_stretch, nodata=nodata, source_nodata=source_nodata)
     spe.to(dev)
     feedback.info(f"stage 2: {n_bands} bands, teacher {model.describe()}, ResNet-34 ({weights_source}, BatchNorm "
                   f"{'adapting' if adapt_bn else 'fixed'}), device {dev}; training scenes {', '.join(data.train_names)}; "
@@ -160,6 +161,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
                          steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
     hyper = {"stage": 2, "bands": n_bands, "teacher": teacher_source, "spa_backbone_weights": weights_source,
              "adapt_bn": bool(adapt_bn), "band_stretch": float(band_stretch),
+             "nodata": data.summary["nodata"], "source_nodata": data.summary["source_nodata"],
              "loss_weights": {"cc": 1.0, "cos": W_COS, "var": W_VAR, "mse": LAMBDA_RECON,
                               "ssim": LAMBDA_RECON * W_SSIM}}
     if adapt_bn:
