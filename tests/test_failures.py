@@ -39,6 +39,14 @@ def _all_nodata(tmp):
     return _scene(tmp, nodata=-1, edit=lambda c: np.full_like(c, -1))
 
 
+def _nodata_bands(tmp):
+    """Bands 12 and 13 filled with the nodata value (bad bands blanked by a processor): no pixel is valid."""
+    def blank(c):
+        c[:, :, 11:13] = 0
+        return c
+    return _scene(tmp, nodata=0, edit=blank)
+
+
 def _constant(tmp):
     return _scene(tmp, edit=lambda c: np.full_like(c, 7))
 
@@ -86,6 +94,9 @@ CASES = [
     ("band-list-empty", _scene, ["--band-list", ","], ["BAND_LIST=,"], "the band list is empty"),
     ("band-list-garbage", _scene, ["--band-list", "a-b"], ["BAND_LIST=a-b"], "is not a band number or a range"),
     ("all-nodata", _all_nodata, [], [], "every pixel is nodata"),
+    ("bands-all-nodata", _nodata_bands, ["--bands", "20"], ["BANDS=20"],
+     "band(s) 12-13 are no data in every pixel (the file's nodata value 0 or NaN/Inf); leave them out (band list "
+     "1-11,14-20"),
     ("constant-bands", _constant, [], [], "all valid pixels have the same value"),
     ("single-pixel", lambda t: _scene(t, rows=1, cols=1), [], [], "RX needs at least 2 valid pixels"),
     ("not-a-raster", _not_raster, [], [], "is not a raster GDAL can read"),

@@ -17,6 +17,7 @@ from .device import resolve_device
 from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
+from .io.source import require_valid
 from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_model
 from .preprocess import scale_cube, select_bands
 
@@ -48,6 +49,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     if len(idx) != mdl.bands:
         raise ModelError(f"the model {mdl.describe()} was trained on {mdl.bands} bands, but {len(idx)} are selected")
     cube, valid = src.read(idx)
+    require_valid(src, idx, valid)
     feedback.progress(0.1, "read")
     cube, (lo, hi) = scale_cube(cube, valid)
     feedback.check()

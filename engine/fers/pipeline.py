@@ -17,7 +17,8 @@ from .device import full_fp32, resolve_device
 from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import check_output_path, load_ground_truth, open_source, write_raster
-from .preprocess import scale_cube, select_bands
+from .io.source import require_valid
+from .preprocess import band_ranges, scale_cube, select_bands
 from .wavelengths import plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
@@ -265,6 +266,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
     cube, valid = plan.read(src)
+    require_valid(src, idx, valid)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
     if n_invalid:
@@ -284,7 +286,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
             feedback.warn(f"{os.path.basename(input)} carries no georeferencing; the map is a plain pixel grid")
         band_name = f"anomaly score ({strategy}, {detector_label(detector, info)})"
         meta = {"FERS_VERSION": __version__, "FERS_STRATEGY": strategy, "FERS_DETECTOR": detector,
-                "FERS_BANDS": _band_ranges(idx), "FERS_SOURCE": os.path.basename(input),
+                "FERS_BANDS": band_ranges(idx), "FERS_SOURCE": os.path.basename(input),
                 "FERS_MODEL": mdl.source if mdl is not None else ""}
         if "rx_trim" in info:
             meta["FERS_RX_TRIM"] = f"{info['rx_trim']:g}"
@@ -298,18 +300,6 @@ def detector_label(detector: str, info: dict) -> str:
     """'rx', 'rx trimmed 0.01' or 'ae': what scored the map, for band names and messages."""
     trim = info.get("rx_trim", 0.0) if detector == "rx" else 0.0
     return f"{detector} trimmed {trim:g}" if trim else detector
-
-
-def _band_ranges(idx: Sequence[int]) -> str:
-    """0-based indices → '1-100,120' (1-based, compact) for metadata."""
-    parts, start = [], None
-    for i, b in enumerate(idx):
-        if start is None:
-            start = b
-        if i + 1 == len(idx) or idx[i + 1] != b + 1:
-            parts.append(f"{start + 1}" if start == b else f"{start + 1}-{b + 1}")
-            start = None
-    return ",".join(parts)
 
 
 @dataclass

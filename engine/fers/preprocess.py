@@ -30,6 +30,18 @@ def parse_band_list(text: str) -> list:
     return sorted(set(out))
 
 
+def band_ranges(idx: Sequence[int]) -> str:
+    """0-based indices → '1-100,120' (1-based, compact: BAND_LIST's syntax), for metadata and messages."""
+    parts, start = [], None
+    for i, b in enumerate(idx):
+        if start is None:
+            start = b
+        if i + 1 == len(idx) or idx[i + 1] != b + 1:
+            parts.append(f"{start + 1}" if start == b else f"{start + 1}-{b + 1}")
+            start = None
+    return ",".join(parts)
+
+
 def select_bands(band_count: int, bands: Union[int, Sequence[int], None] = 0) -> list:
     """0-based indices of the bands to use.
 

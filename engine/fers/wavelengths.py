@@ -260,9 +260,9 @@ def _positional(src, bands, model) -> list:
 
 
 def _ranges(idx: Sequence[int]) -> str:
-    from .pipeline import _band_ranges
+    from .preprocess import band_ranges
 
-    return _band_ranges(sorted(idx))
+    return band_ranges(sorted(idx))
 
 
 def plan_bands(src, model=None, bands=0, match: str = "auto", feedback=None) -> BandPlan:

@@ -295,3 +295,32 @@ def test_extra_no_data_acts_as_the_files_own(tmp_path):
     np.testing.assert_array_equal(a[0], b[0])  # scores and nodata pixels alike
     r = fers("detect", untagged, tmp_path / "bad.tif", "--nodata", "5:1")
     assert r.returncode == 2 and "must run from low to high" in r.stderr and not (tmp_path / "bad.tif").exists()
+
+
+def test_a_read_with_no_valid_pixel_names_the_bands_to_blame(tmp_path):
+    """A pixel is valid only where all its bands are, so one blanked band voids the scene: the error names it
+    (and the file's bad-band flags), or says that the bands' no data covers different pixels."""
+    from analyst_helpers import write_envi
+    from fers.io.source import require_valid
+
+    cube = np.transpose(mat_scene("abu-airport-2")[0][:30, :30, :20], (2, 0, 1)).astype(np.float32)
+    cube[4:6] = np.nan  # water-vapour bands set to NaN, flagged bad
+    path = write_envi(tmp_path / "nan.img", cube, bbl=[0 if b in (4, 5) else 1 for b in range(20)])
+    src = open_source(path)
+    _, valid = src.read(list(range(20)))
+    with pytest.raises(InputError) as e:
+        require_valid(src, list(range(20)), valid)
+    assert str(e.value) == ("every pixel is nodata (or NaN/Inf) in the selected bands: band(s) 5-6 are no data in "
+                            "every pixel (NaN/Inf; 5-6 flagged bad in the file (ENVI bbl)); leave them out "
+                            "(band list 1-4,7-20: BAND_LIST / --band-list)")
+    require_valid(src, [0, 1, 2], src.read([0, 1, 2])[1])  # other bands: nothing to say
+    cube = np.transpose(mat_scene("abu-airport-2")[0][:30, :30, :3], (2, 0, 1)).astype(np.float32)
+    cube[0, :15] = np.nan
+    cube[1, 15:] = np.nan  # each band half valid, never both
+    src = open_source(write_envi(tmp_path / "halves.img", cube))
+    with pytest.raises(InputError, match="each of the 3 bands has valid pixels, but no pixel is valid in all"):
+        require_valid(src, [0, 1, 2], src.read([0, 1, 2])[1])
+    from fers.train.data import load_background
+
+    with pytest.raises(InputError, match=r"^background .*nan.img: every pixel is nodata .* band\(s\) 5-6"):
+        load_background(path, 10, 16)

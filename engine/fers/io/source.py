@@ -64,6 +64,33 @@ def finalize_cube(cube: np.ndarray, valid: np.ndarray, extra_nodata=()) -> tuple
     return cube, valid
 
 
+def require_valid(src: Source, bands: Sequence[int], valid: np.ndarray) -> None:
+    """Refuse a read in which no pixel is valid, saying why: the selected bands that are no data in every pixel
+    on their own (typically a bad band filled with the nodata value, which voids every pixel since a pixel is
+    valid only where all its bands are), else that the bands' no data covers different pixels. Each band is
+    read alone only then: the diagnosis costs nothing on a good read."""
+    if valid.any():
+        return
+    from ..preprocess import band_ranges
+
+    head = "every pixel is nodata (or NaN/Inf) in the selected bands: "
+    empty = [b for b in dict.fromkeys(bands) if not src.read([b])[1].any()]
+    if not empty:
+        raise InputError(head + f"each of the {len(set(bands))} bands has valid pixels, but no pixel is valid in all "
+                                "of them at once; check the nodata values and the band range")
+    why = [f"the file's nodata value {src.nodata:g}"] if src.nodata is not None else []
+    if src.extra_nodata:
+        why.append(f"the no-data values given ({describe_nodata(src.extra_nodata)})")
+    why.append("NaN/Inf")
+    flagged = sorted(set(empty) & set(src.bad_bands or ()))
+    flag = f"; {band_ranges(flagged)} flagged bad in the file (ENVI bbl)" if flagged else ""
+    keep = [b for b in bands if b not in set(empty)]
+    advice = (f"leave them out (band list {band_ranges(keep)}: BAND_LIST / --band-list)" if keep else
+              "check the nodata value and the band range")
+    why = " or ".join([", ".join(why[:-1]), why[-1]]) if len(why) > 1 else why[0]
+    raise InputError(head + f"band(s) {band_ranges(sorted(empty))} are no data in every pixel ({why}{flag}); {advice}")
+
+
 def nodata_ranges(values) -> tuple:
     """No-data values or ranges as ((lo, hi), ...): a number is (v, v); a (lo, hi) pair is a range. NaN needs
     none (NaN and Inf are always nodata)."""

@@ -34,7 +34,7 @@ from scipy import ndimage
 from ..errors import InputError, TooFewBandsError
 from ..feedback import Feedback
 from ..io import open_source
-from ..io.source import describe_nodata, nodata_ranges
+from ..io.source import describe_nodata, nodata_ranges, require_valid
 from ..io.research import had100_scenes
 from ..preprocess import SCALE_HALF_RANGE, scale_cube, select_bands
 
@@ -101,6 +101,10 @@ def load_background(path: str, bands: Union[int, Sequence[int]], patch: int, mar
         bands = 0  # every band of the scene, resampled below
     idx = select_bands(src.band_count, bands)
     cube, valid = src.read(idx)
+    try:
+        require_valid(src, idx, valid)
+    except InputError as e:
+        raise InputError(f"background {path}: {e}") from None
     cube, _ = scale_cube(cube, valid)
     if stretch_to:
         cube = stretch_bands(cube, stretch_to)
