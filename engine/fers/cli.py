@@ -39,7 +39,7 @@ def cmd_detect(args, fb):
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
                  tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim,
-                 nodata=_nodata_arg(args))
+                 nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
             f"{res.seconds:.2f} s on {res.device})")
     extra = {}
@@ -108,7 +108,8 @@ def cmd_enhance(args, fb):
     from .enhance import enhance
 
     res = enhance(args.input, args.output, args.model, bands=_bands_arg(args), branches=args.branches,
-                  device=args.device, variable=args.variable, feedback=fb, nodata=_nodata_arg(args))
+                  device=args.device, variable=args.variable, feedback=fb, nodata=_nodata_arg(args),
+                  file_nodata=not args.ignore_file_nodata)
     fb.info(f"wrote {res['cube']} ({res['bands']} bands, {res['seconds']:.2f} s on {res['device']})")
     print(res["output"])
 
@@ -177,6 +178,8 @@ def _nodata_arg(args):
 
 NODATA_HELP = ("values (or LO:HI ranges) that are no data too, beyond the file's own nodata, e.g. 0 for the zero "
                "fill around a flight line: pixels with such a value in any selected band leave every statistic")
+IGNORE_FILE_NODATA_HELP = ("read the value the file declares as nodata as data, where that tag is wrong for this "
+                           "file (QGIS: the layer's 'No data value' unticked in Properties > Transparency)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
     d.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
+    d.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
     d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
@@ -290,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--device", default="auto")
     en.add_argument("--variable", help=".mat only: name of the data variable")
     en.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
+    en.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
     en.set_defaults(func=cmd_enhance)
 
     pr = sub.add_parser("prune", parents=[common], help="cut the inference network out of a training checkpoint")

@@ -26,14 +26,14 @@ BRANCHES = ("both", "spectral", "spatial")
 
 def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int], None] = 0, branches: str = "both",
             device: str = "auto", variable: Optional[str] = None, feedback: Optional[Feedback] = None,
-            nodata=None) -> dict:
+            nodata=None, file_nodata: bool = True) -> dict:
     feedback = feedback or Feedback()
     t0 = time.perf_counter()
     if branches not in BRANCHES:
         raise ModelError(f"unknown branches '{branches}' (choose one of: {', '.join(BRANCHES)})")
     output = check_output_path(output, [input])
     dev = resolve_device(device)
-    src = open_source(input, variable, nodata)  # nodata: as in fers.pipeline.detect
+    src = open_source(input, variable, nodata, file_nodata)  # as in fers.pipeline.detect
     mdl = resolve_model(model, dev, feedback)
     if mdl is None:
         raise ModelError("enhancement needs a model (MODEL / --model)")

@@ -226,11 +226,13 @@ def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
 def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], None] = 0, strategy: str = "none",
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
-           memory_mb: float = 0, rx_trim: Optional[float] = None, nodata=None) -> DetectResult:
+           memory_mb: float = 0, rx_trim: Optional[float] = None, nodata=None,
+           file_nodata: bool = True) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     ``nodata``: values or (lo, hi) ranges that are no data too, beyond the file's own (a zero-filled border
     with no nodata tag; QGIS's "additional no data values"): such pixels leave every statistic, as the file's.
+    ``file_nodata`` False: the file's own nodata value is data (a wrong tag; QGIS's unticked "No data value").
 
     ``tile_size``: side of the spectral-branch tiles in pixels (0 = chosen from ``memory_mb``, the working
     memory allowed for one tile, default 1024 MB, and on a CPU at most 128 px, its fastest); the map does
@@ -255,7 +257,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     if output is not None:
         output = check_output_path(output, [input])
     dev = resolve_device(device)
-    src = open_source(input, variable, nodata)
+    src = open_source(input, variable, nodata, file_nodata)
     if not model and strategy != "none":
         model = default_model(bands, src.band_count, feedback)
     mdl = resolve_model(model, dev, feedback)

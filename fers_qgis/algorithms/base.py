@@ -91,6 +91,10 @@ COMMON_HELP = {
               "around a flight line that carries no nodata tag: pixels with such a value in any selected band "
               "leave every statistic and stay nodata in the output. The layer's own additional no-data values "
               "(Properties ▸ Transparency) are always used, as QGIS hides those pixels.",
+    "IGNORE_FILE_NODATA": "Read the value the file declares as nodata as data, where that tag is wrong for this "
+                          "file (e.g. nodata=0 on a product in which 0 is a real value). Also on when the layer's "
+                          "'No data value' is unticked in Properties ▸ Transparency, as QGIS then shows those "
+                          "pixels. NODATA and the layer's additional no-data values still count.",
     "MODEL": "A FERS checkpoint (.pt) from the training algorithms, a folder holding the FERS authors' convh.pt, "
              "enc.pt and pc.pt, or a bundled model's name.",
     "SOURCES": "Rasters of anomaly-free background scenes of the sensor the model will be used on; each must have "

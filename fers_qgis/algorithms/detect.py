@@ -3,8 +3,8 @@ import html
 import os
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
@@ -48,23 +48,45 @@ def user_nodata(layer):
     return tuple(dict.fromkeys(ranges))
 
 
-def add_nodata_parameter(alg):
+def add_nodata_parameter(alg, file_switch=True):
     nodata = QgsProcessingParameterString(
         "NODATA", "More no-data values (e.g. 0, or 0:10 for a range; the layer's own are always used)",
         None, False, True)
-    nodata.setFlags(nodata.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    alg.addParameter(nodata)
+    params = [nodata]
+    if file_switch:
+        params.append(QgsProcessingParameterBoolean(
+            "IGNORE_FILE_NODATA", "Read the file's nodata value as data (its tag is wrong)", False, True))
+    for p in params:
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        alg.addParameter(p)
 
 
-def nodata_argument(alg, parameters, context, feedback):
-    """NODATA (values or LO:HI ranges) and the layer's own additional no-data values, for the engine."""
+def layer_ignores_file_nodata(alg, parameters, name, context):
+    """True where the analyst unticked the layer's "No data value" (Properties ▸ Transparency) on a band that
+    declares one: QGIS then shows those pixels as data."""
+    if research_path(parameters, name):
+        return False
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        return False
+    dp = layer.dataProvider()
+    return any(dp.sourceHasNoDataValue(b) and not dp.useSourceNoDataValue(b) for b in range(1, dp.bandCount() + 1))
+
+
+def nodata_arguments(alg, parameters, context, feedback):
+    """The engine's nodata= and file_nodata=: NODATA (values or LO:HI ranges), the layer's own additional no-data
+    values, and whether the file's nodata is data (IGNORE_FILE_NODATA, or the layer shows it as data)."""
     from fers.io.source import describe_nodata, parse_nodata
 
     extra = parse_nodata(alg.parameterAsString(parameters, "NODATA", context) or "")
     own = layer_nodata(alg, parameters, "INPUT", context)
     if own:
         feedback.info(f"the layer's additional no-data values are no data here too: {describe_nodata(own)}")
-    return tuple(dict.fromkeys(extra + own))
+    ignore = alg.parameterAsBoolean(parameters, "IGNORE_FILE_NODATA", context)
+    if not ignore and layer_ignores_file_nodata(alg, parameters, "INPUT", context):
+        feedback.info("the layer shows the file's nodata value as data ('No data value' unticked): so does FERS")
+        ignore = True
+    return {"nodata": tuple(dict.fromkeys(extra + own)), "file_nodata": not ignore}
 
 
 def input_name(alg, parameters, name, context):
@@ -238,7 +260,7 @@ class DetectAlgorithm(FersAlgorithm):
         if mask or objects:
             check_paths(mask, objects, [src, out])  # before any computation
         trim = self.optional_double(parameters, "RX_TRIM", context)
-        nodata = nodata_argument(self, parameters, context, feedback)
+        nodata = nodata_arguments(self, parameters, context, feedback)
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
@@ -246,7 +268,7 @@ class DetectAlgorithm(FersAlgorithm):
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
-                     rx_trim=trim, nodata=nodata)
+                     rx_trim=trim, **nodata)
         i = res.info
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
                       f"{detector_label(res.detector, i)}; model "

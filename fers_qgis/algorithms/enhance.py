@@ -3,7 +3,7 @@ from qgis.core import (QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
 from .base import FersAlgorithm
-from .detect import DEVICES, add_nodata_parameter, nodata_argument, raster_source
+from .detect import DEVICES, add_nodata_parameter, nodata_arguments, raster_source
 
 BRANCHES = ("both", "spectral", "spatial")
 
@@ -46,6 +46,6 @@ class EnhanceAlgorithm(FersAlgorithm):
                       bands=self.parameterAsInt(parameters, "BANDS", context),
                       branches=self.parameterAsEnumString(parameters, "BRANCHES", context),
                       device=self.parameterAsEnumString(parameters, "DEVICE", context), feedback=feedback,
-                      nodata=nodata_argument(self, parameters, context, feedback))
+                      **nodata_arguments(self, parameters, context, feedback))
         feedback.info(f"{res['cube']}, {res['bands']} bands, {res['seconds']:.2f} s on {res['device']}")
         return {"OUTPUT": res["output"]}

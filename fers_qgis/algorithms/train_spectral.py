@@ -52,7 +52,7 @@ def add_training_parameters(alg, default_bands=100):
     for p in advanced:
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         alg.addParameter(p)
-    add_nodata_parameter(alg)
+    add_nodata_parameter(alg, file_switch=False)
     alg.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
     alg.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Model checkpoint", "FERS checkpoint (*.pt)"))
     alg.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", "Selected epoch (lowest validation loss)"))

@@ -324,3 +324,27 @@ def test_a_read_with_no_valid_pixel_names_the_bands_to_blame(tmp_path):
 
     with pytest.raises(InputError, match=r"^background .*nan.img: every pixel is nodata .* band\(s\) 5-6"):
         load_background(path, 10, 16)
+
+
+def test_a_wrong_nodata_tag_can_be_read_as_data(tmp_path):
+    """nodata=0 on a product in which 0 is also a real value: file_nodata=False (--ignore-file-nodata) gives the
+    map of the same raster untagged; by default the file's tag holds and those pixels are left out."""
+    from conftest import fers
+    from fers.pipeline import detect
+
+    cube = mat_scene("abu-airport-2")[0][:40, :40, :30].astype(np.int16)
+    cube[10:12, 20:25, 3] = 0  # real zeros, in one band
+    tagged = write_geotiff(tmp_path / "tagged.tif", cube, nodata=0)
+    plain = write_geotiff(tmp_path / "plain.tif", cube)
+    ref = detect(plain, None, strategy="none", device="cpu")
+    assert ref.valid.all()
+    assert (~detect(tagged, None, strategy="none", device="cpu").valid).sum() == 10
+    got = detect(tagged, None, strategy="none", device="cpu", file_nodata=False)
+    np.testing.assert_array_equal(got.valid, ref.valid)
+    np.testing.assert_array_equal(got.scores, ref.scores)
+    assert "the file's nodata value 0 read as data" in open_source(tagged, file_nodata=False).describe()
+    r = fers("detect", tagged, tmp_path / "cli.tif", "--ignore-file-nodata", "--strategy", "none")
+    assert r.returncode == 0, r.stderr
+    scores, _, _, nodata = read_geotiff(tmp_path / "cli.tif")
+    assert nodata == -9999.0 and not (scores == nodata).any()  # 0 is data here, so the map's nodata is another
+    np.testing.assert_array_equal(scores[0], ref.scores.astype(np.float32))

@@ -310,6 +310,50 @@ def test_no_data_set_on_the_layer_or_given_as_nodata_counts_as_the_files_own(tmp
     assert r.returncode == 0 and (read_geotiff(tmp_path / "no.tif")[0][0] == -9999).sum() == 0  # the border scored
 
 
+SOURCE_NODATA_OFF = """
+import json, sys
+sys.path[:0] = %r
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+path, out = sys.argv[1], sys.argv[2]
+layer = QgsRasterLayer(path, "wrongly tagged")
+for b in range(1, layer.bandCount() + 1):  # Properties > Transparency > "No data value" unticked
+    layer.dataProvider().setUseSourceNoDataValue(b, False)
+QgsProject.instance().addMapLayer(layer)
+processing.run("fers:detect", {"INPUT": layer, "STRATEGY": "none", "DEVICE": "cpu", "OUTPUT": out})
+print(json.dumps({"done": True}))
+"""
+
+
+def test_a_file_nodata_shown_as_data_in_qgis_is_data_for_fers_too(tmp_path):
+    """nodata=0 on a raster whose zeros are real: IGNORE_FILE_NODATA, or the layer's 'No data value' unticked,
+    gives the map of the same raster untagged (every pixel scored)."""
+    from conftest import mat_scene, write_geotiff
+
+    cube = mat_scene("abu-airport-2")[0][:40, :40, :30].astype(np.int16)
+    cube[10:12, 20:25, 3] = 0
+    tagged = write_geotiff(tmp_path / "tagged.tif", cube, nodata=0)
+    plain = write_geotiff(tmp_path / "plain.tif", cube)
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={plain}", "STRATEGY=none", f"OUTPUT={tmp_path / 'ref.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ref = read_geotiff(tmp_path / "ref.tif")[0][0]
+    assert not (ref == -9999).any()
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tagged}", "STRATEGY=none", "IGNORE_FILE_NODATA=true",
+                     f"OUTPUT={tmp_path / 'param.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the file's nodata value 0 read as data" in r.stdout + r.stderr
+    _same_map(read_geotiff(tmp_path / "param.tif")[0][0], ref)
+    r = run([os.path.join(VENV_BIN, "python"), "-c", SOURCE_NODATA_OFF % QGIS_PYTHON_PATH, tagged,
+             str(tmp_path / "layer.tif")], env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    _same_map(read_geotiff(tmp_path / "layer.tif")[0][0], ref)
+
+
 LAYER_NODATA_TRAINING = """
 import json, sys
 sys.path[:0] = %r

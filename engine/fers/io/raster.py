@@ -101,6 +101,12 @@ class GdalSource(Source):
             self.driver = ds.GetDriver().ShortName
         self._ds = None
 
+    def ignore_file_nodata(self) -> None:
+        declared = [v for v in self.nodata_per_band if v is not None]
+        self.ignored_nodata = declared[0] if declared else None
+        self.nodata_per_band = [None] * self.band_count
+        self.nodata = None
+
     def describe(self) -> str:
         scaled = sum(so is not None for so in self.scale_offset)
         return super().describe() + (f"; band scale/offset applied to {scaled} band(s) (value = stored × scale "

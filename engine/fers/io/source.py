@@ -33,6 +33,9 @@ class Source:
     extra_nodata: tuple = ()
     # per band, (scale, offset) applied on reading or None (GDAL rasters; io.raster.band_scale_offset)
     scale_offset: Sequence = ()
+    # the file's nodata value when the caller asked to read it as data (QGIS: the layer's "No data value"
+    # unticked in Properties ▸ Transparency), else None
+    ignored_nodata: Optional[float] = None
 
     def read(self, bands: Sequence[int], window=None):
         raise NotImplementedError
@@ -41,9 +44,14 @@ class Source:
         """Anomaly mask shipped inside the source (research formats), else None."""
         return None
 
+    def ignore_file_nodata(self) -> None:
+        """Read the file's nodata value as data (research files declare none)."""
+
     def describe(self) -> str:
         extra = describe_nodata(self.extra_nodata)
         return (f"{os.path.basename(self.path)}: {self.width}×{self.height} px, {self.band_count} bands"
+                + (f"; the file's nodata value {self.ignored_nodata:g} read as data, as asked"
+                   if self.ignored_nodata is not None else "")
                 + (f"; no data also where a band reads {extra}" if extra else ""))
 
 
@@ -124,10 +132,13 @@ def parse_nodata(text) -> tuple:
     return nodata_ranges(out)
 
 
-def open_source(path: str, variable: Optional[str] = None, nodata=None) -> Source:
+def open_source(path: str, variable: Optional[str] = None, nodata=None, file_nodata: bool = True) -> Source:
     """Open a hyperspectral scene from any supported format. ``nodata``: values or (lo, hi) ranges that are no
-    data too, beyond what the file declares (``nodata_ranges``)."""
+    data too, beyond what the file declares (``nodata_ranges``). ``file_nodata`` False reads the value the
+    file declares as nodata as data (a tag that is wrong for this file; QGIS's unticked "No data value")."""
     src = _open(path, variable)
+    if not file_nodata:
+        src.ignore_file_nodata()
     src.extra_nodata = nodata_ranges(nodata)
     return src
 
