@@ -254,7 +254,8 @@ def test_make_package_installs_in_a_clean_profile(tmp_path):
     assert out.exists()
 
 
-LAYER_NODATA = """
+# a PyQGIS session with the FERS provider, run as `python -c SCRIPT % QGIS_PYTHON_PATH args...`
+PYQGIS = """
 import json, sys
 sys.path[:0] = %r
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsRasterRange
@@ -264,7 +265,9 @@ Processing.initialize()
 import processing
 from fers_qgis.provider import FersProvider
 provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)  # kept: a dropped provider is unregistered
-path, out = sys.argv[1], sys.argv[2]
+"""
+
+LAYER_NODATA = PYQGIS + """path, out = sys.argv[1], sys.argv[2]
 layer = QgsRasterLayer(path, "flight line")
 # what an analyst sets in Properties > Transparency > Additional no data value
 for b in range(1, layer.bandCount() + 1):
@@ -310,17 +313,7 @@ def test_no_data_set_on_the_layer_or_given_as_nodata_counts_as_the_files_own(tmp
     assert r.returncode == 0 and (read_geotiff(tmp_path / "no.tif")[0][0] == -9999).sum() == 0  # the border scored
 
 
-SOURCE_NODATA_OFF = """
-import json, sys
-sys.path[:0] = %r
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
-app = QgsApplication([], False); app.initQgis()
-from processing.core.Processing import Processing
-Processing.initialize()
-import processing
-from fers_qgis.provider import FersProvider
-provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
-path, out = sys.argv[1], sys.argv[2]
+SOURCE_NODATA_OFF = PYQGIS + """path, out = sys.argv[1], sys.argv[2]
 layer = QgsRasterLayer(path, "wrongly tagged")
 for b in range(1, layer.bandCount() + 1):  # Properties > Transparency > "No data value" unticked
     layer.dataProvider().setUseSourceNoDataValue(b, False)
@@ -354,17 +347,7 @@ def test_a_file_nodata_shown_as_data_in_qgis_is_data_for_fers_too(tmp_path):
     _same_map(read_geotiff(tmp_path / "layer.tif")[0][0], ref)
 
 
-LAYER_NODATA_TRAINING = """
-import json, sys
-sys.path[:0] = %r
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsRasterRange
-app = QgsApplication([], False); app.initQgis()
-from processing.core.Processing import Processing
-Processing.initialize()
-import processing
-from fers_qgis.provider import FersProvider
-provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
-bordered, clean, out = sys.argv[1], sys.argv[2], sys.argv[3]
+LAYER_NODATA_TRAINING = PYQGIS + """bordered, clean, out = sys.argv[1], sys.argv[2], sys.argv[3]
 layer = QgsRasterLayer(bordered, "flight line")
 for b in range(1, layer.bandCount() + 1):  # Properties > Transparency > Additional no data value, on this layer only
     layer.dataProvider().setUserNoDataValue(b, [QgsRasterRange(0, 0)])
