@@ -92,7 +92,7 @@ def require_valid(src: Source, bands: Sequence[int], valid: np.ndarray) -> None:
     why.append("NaN/Inf")
     flagged = sorted(set(empty) & set(src.bad_bands or ()))
     flag = f"; {band_ranges(flagged)} flagged bad in the file (ENVI bbl)" if flagged else ""
-    keep = [b for b in bands if b not in set(empty)]
+    keep = sorted(set(bands) - set(empty))
     advice = (f"leave them out (band list {band_ranges(keep)}: BAND_LIST / --band-list)" if keep else
               "check the nodata value and the band range")
     why = " or ".join([", ".join(why[:-1]), why[-1]]) if len(why) > 1 else why[0]
