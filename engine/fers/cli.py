@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("output", help="output GeoTIFF (.tif)")
     g = d.add_mutually_exclusive_group()
     g.add_argument("--bands", type=int, default=0, help="use the first N bands (0 = all; the paper's protocol)")
-    g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140")
+    g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140, or wavelengths: "
+                                       "400-1340nm,1460-1790nm (band centres in range), 2.2um (nearest band)")
     d.add_argument("--strategy", choices=STRATEGIES, default="none",
                    help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
                         "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
@@ -289,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--model", required=True, help="model checkpoint file or the authors' checkpoint folder")
     g = en.add_mutually_exclusive_group()
     g.add_argument("--bands", type=int, default=0, help="the first N bands (0 = the model's band count)")
-    g.add_argument("--band-list", help="explicit 1-based bands")
+    g.add_argument("--band-list", help="explicit 1-based bands, or wavelengths (400-1340nm, 2.2um)")
     en.add_argument("--branches", choices=("both", "spectral", "spatial"), default="both")
     en.add_argument("--device", default="auto")
     en.add_argument("--variable", help=".mat only: name of the data variable")

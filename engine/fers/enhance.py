@@ -18,7 +18,7 @@ from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
 from .io.source import require_valid
-from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_model
+from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_band_list, resolve_model
 from .preprocess import scale_cube, select_bands
 
 BRANCHES = ("both", "spectral", "spatial")
@@ -34,6 +34,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     output = check_output_path(output, [input])
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)  # as in fers.pipeline.detect
+    bands = resolve_band_list(bands, src, feedback)
     mdl = resolve_model(model, dev, feedback)
     if mdl is None:
         raise ModelError("enhancement needs a model (MODEL / --model)")

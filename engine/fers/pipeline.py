@@ -18,7 +18,7 @@ from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import check_output_path, load_ground_truth, open_source, write_raster
 from .io.source import require_valid
-from .preprocess import band_ranges, scale_cube, select_bands
+from .preprocess import BandList, band_ranges, resolve_bands, scale_cube, select_bands
 from .wavelengths import plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
@@ -200,6 +200,15 @@ def resolve_model(model, device: str, feedback: Feedback):
     return model.to(device)
 
 
+def resolve_band_list(bands, src, feedback: Feedback):
+    """A band list's wavelength items as bands of ``src`` (``preprocess.BandList``), said in the log."""
+    if not isinstance(bands, BandList):
+        return bands
+    idx = resolve_bands(bands, src)
+    feedback.info(f"band list '{bands.text}': bands {band_ranges(idx)} of the raster ({len(idx)})")
+    return idx
+
+
 def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
     """The bundled model for a strategy that needs one when none is given: the one whose band count is
     the number of bands asked for (BANDS=N or a band list); with BANDS=0, the largest the raster can feed."""
@@ -258,6 +267,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         output = check_output_path(output, [input])
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)
+    bands = resolve_band_list(bands, src, feedback)
     if not model and strategy != "none":
         model = default_model(bands, src.band_count, feedback)
     mdl = resolve_model(model, dev, feedback)

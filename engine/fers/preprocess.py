@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -12,22 +13,76 @@ from .errors import InputError, TooFewBandsError
 SCALE_HALF_RANGE = 0.1
 
 
-def parse_band_list(text: str) -> list:
-    """'1,3,10-20' (1-based, inclusive ranges, as GDAL numbers bands) → sorted unique 0-based list."""
-    out = []
-    for part in str(text).replace(" ", "").split(","):
+_NUMBERS = re.compile(r"(\d+)(?:-(\d+))?")
+_WAVELENGTHS = re.compile(r"(\d+(?:\.\d*)?)(?:-(\d+(?:\.\d*)?))?(nm|um|µm)")
+
+
+def parse_band_list(text: str):
+    """'1,3,10-20' (1-based, inclusive ranges, as GDAL numbers bands) → sorted unique 0-based list.
+
+    Items may also be wavelengths, as an analyst thinks of bands: '400-1340nm' (every band whose centre lies
+    in the range, ends included), '2.2um' (the band nearest that wavelength). A list with any such item comes
+    back as a ``BandList``, resolved against the raster's band centres once it is open (``resolve_bands``).
+    """
+    numbers, wavelengths = [], []
+    for part in str(text).replace(" ", "").lower().split(","):
         if not part:
             continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise InputError(f"band list item '{part}' is not a band number or a range like 10-20")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if a < 1 or b < a:
-            raise InputError(f"band list item '{part}': band numbers start at 1 and ranges must increase")
-        out.extend(range(a - 1, b))
-    if not out:
+        m, w = _NUMBERS.fullmatch(part), _WAVELENGTHS.fullmatch(part)
+        if m:
+            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+            if a < 1 or b < a:
+                raise InputError(f"band list item '{part}': band numbers start at 1 and ranges must increase")
+            numbers.extend(range(a - 1, b))
+        elif w:
+            factor = 1.0 if w.group(3) == "nm" else 1000.0
+            lo, hi = float(w.group(1)) * factor, float(w.group(2) or w.group(1)) * factor
+            if hi < lo:
+                raise InputError(f"band list item '{part}': a wavelength range must increase")
+            wavelengths.append((part, lo, hi))
+        else:
+            raise InputError(f"band list item '{part}' is not a band number or a range like 10-20, nor a "
+                             "wavelength or a range like 400-1340nm")
+    if not numbers and not wavelengths:
         raise InputError("the band list is empty")
-    return sorted(set(out))
+    if wavelengths:
+        return BandList(str(text).strip(), tuple(sorted(set(numbers))), tuple(wavelengths))
+    return sorted(set(numbers))
+
+
+@dataclass(frozen=True)
+class BandList:
+    """A band list with wavelength items (``parse_band_list``): band numbers (0-based) and (item, lo, hi) in nm,
+    lo == hi meaning the band nearest that wavelength."""
+    text: str
+    numbers: tuple
+    wavelengths: tuple
+
+    def resolve(self, centres: Optional[Sequence[float]], band_count: int) -> list:
+        if centres is None:
+            raise InputError(f"the band list '{self.text}' selects bands by wavelength, but the raster carries no "
+                             "wavelengths; give band numbers (e.g. 1-100)")
+        c = np.asarray(centres, dtype=float)
+        step = float(np.median(np.diff(np.sort(c)))) if len(c) > 1 else 0.0
+        out = list(self.numbers)
+        for item, lo, hi in self.wavelengths:
+            if lo == hi:  # the nearest band, if the wavelength lies within the sensor's range (one band's step)
+                hit = [int(np.argmin(np.abs(c - lo)))] if c.min() - step <= lo <= c.max() + step else []
+            else:
+                hit = np.flatnonzero((c >= lo) & (c <= hi)).tolist()
+            if not hit:
+                raise InputError(f"band list item '{item}' selects no band: the raster's band centres run from "
+                                 f"{c.min():.1f} to {c.max():.1f} nm")
+            out.extend(hit)
+        return select_bands(band_count, sorted(set(out)))
+
+
+def resolve_bands(bands, src):
+    """``bands`` (N, a list of 0-based bands or a ``BandList``) with wavelength items turned into bands of
+    ``src``; anything else as it is."""
+    if isinstance(bands, BandList):
+        return bands.resolve(getattr(src, "wavelengths", None), src.band_count)
+    return bands
 
 
 def band_ranges(idx: Sequence[int]) -> str:

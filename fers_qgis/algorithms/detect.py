@@ -151,7 +151,10 @@ class DetectAlgorithm(FersAlgorithm):
         "BAND_MATCH": "With a model: auto = by wavelength when the raster and the model card both give them "
                       "(nearest centre; linear resampling when no raster band is close enough), else by "
                       "position; nearest; resample; index = by position only.",
-        "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140; overrides BANDS and wavelength matching.",
+        "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140, or wavelengths as the band centres in the "
+                     "raster's metadata: 400-1340nm,1460-1790nm,1960-2450nm (every band whose centre lies in a "
+                     "range, e.g. to leave out the water-vapour absorption bands) or 2.2um (the nearest band); "
+                     "overrides BANDS and wavelength matching.",
         "TILE_SIZE": "The spectral branch runs on square tiles with a 4-pixel halo, so the map is the same for any "
                      "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
         "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
@@ -201,8 +204,8 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(bundled)
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
         self.add_enum("BAND_MATCH", "Band matching with a model", BAND_MATCHES, "auto", advanced=True)
-        band_list = QgsProcessingParameterString("BAND_LIST", "Explicit band list (1-based, e.g. 1-100,120)",
-                                                 None, False, True)
+        band_list = QgsProcessingParameterString(
+            "BAND_LIST", "Explicit band list (1-based, e.g. 1-100,120, or 400-1340nm)", None, False, True)
         band_list.setFlags(band_list.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(band_list)
         for name, label, default in (("TILE_SIZE", "Tile size of the spectral branch (px, 0 = automatic)", 0),

@@ -144,3 +144,46 @@ def test_bundled_model_by_bare_name(envi_scene, tmp_path, monkeypatch):
         _detect(envi_scene, "no-such-model")
     r = fers("models", "--json", env={"FERS_MODELS_DIR": str(folder)})
     assert r.returncode == 0 and json.loads(r.stdout)[0]["name"] == "aviris-tiny"
+
+
+def test_a_band_list_by_wavelength_selects_the_bands_whose_centres_lie_there(envi_scene, tmp_path):
+    """'450-500nm,0.6um,25' on centres 400 + 9.6·i nm: i = 6..10 (457.6–496.0 nm), the band nearest 600 nm
+    (i = 21, 601.6 nm) and band 25, i.e. '7-11,22,25', through the engine, the CLI and qgis_process."""
+    from conftest import mat_scene, qgis_process, read_geotiff, write_geotiff
+    from fers.pipeline import detect
+    from fers.preprocess import parse_band_list
+    from fers.train.stage1 import train_spectral
+
+    by_wl = parse_band_list("450-500nm, 0.6um, 25")
+    ref = detect(envi_scene, None, bands=parse_band_list("7-11,22,25"), strategy="none", device="cpu")
+    fb = RecordingFeedback()
+    got = detect(envi_scene, None, bands=by_wl, strategy="none", device="cpu", feedback=fb)
+    assert got.bands == [6, 7, 8, 9, 10, 21, 24] == ref.bands
+    np.testing.assert_array_equal(got.scores, ref.scores)
+    assert "band list '450-500nm, 0.6um, 25': bands 7-11,22,25 of the raster (7)" in fb.infos
+    for text, message in (("700-800nm", "'700-800nm' selects no band: the raster's band centres run from 400.0 "
+                                        "to 678.4 nm"),
+                          ("1um", "'1um' selects no band"),
+                          ("500-450nm", "a wavelength range must increase"),
+                          ("450-500", None), ("400-500mm", "is not a band number or a range")):
+        if message is None:  # plain numbers stay band numbers
+            assert parse_band_list(text) == list(range(449, 500))
+            continue
+        with pytest.raises(InputError, match=message):
+            detect(envi_scene, None, bands=parse_band_list(text), strategy="none", device="cpu")
+    plain = write_geotiff(tmp_path / "plain.tif", mat_scene("abu-airport-2")[0][:30, :30, :30])
+    with pytest.raises(InputError, match="selects bands by wavelength, but the raster carries no wavelengths"):
+        detect(plain, None, bands=by_wl, strategy="none", device="cpu")
+    with pytest.raises(InputError, match="training takes band numbers"):
+        train_spectral([plain], str(tmp_path / "m.pt"), bands=by_wl)
+    r = fers("detect", envi_scene, tmp_path / "cli.tif", "--band-list", "450-500nm,0.6um,25")
+    assert r.returncode == 0, r.stderr
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi_scene}", "BAND_LIST=450-500nm,0.6um,25",
+                     f"OUTPUT={tmp_path / 'qgis.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("cli.tif", "qgis.tif"):
+        scores = read_geotiff(tmp_path / name)[0][0]
+        np.testing.assert_allclose(scores, ref.scores, rtol=1e-6)
+        from osgeo import gdal
+
+        assert gdal.Open(str(tmp_path / name)).GetMetadataItem("FERS_BANDS") == "7-11,22,25"

@@ -36,7 +36,7 @@ from ..feedback import Feedback
 from ..io import open_source
 from ..io.source import describe_nodata, nodata_ranges, require_valid
 from ..io.research import had100_scenes
-from ..preprocess import SCALE_HALF_RANGE, scale_cube, select_bands
+from ..preprocess import SCALE_HALF_RANGE, BandList, scale_cube, select_bands
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".mat", ".npy", ".dat", ".img", ".bsq", ".bil", ".bip", ".hdr", ".vrt")
 
@@ -48,6 +48,14 @@ class BackgroundScene:
     usable: np.ndarray  # (H, W) bool: nodata-free after anomaly filling
     masked_anomalies: int
     stretched_from: int = 0  # the scene's own band count when band-stretched onto the model's, else 0
+
+
+def check_training_bands(bands) -> None:
+    """Training fixes the model's bands by position (SPEC §0.1): the same band numbers in every scene. A band
+    list by wavelength would pick other positions in each scene, so it selects bands at detection only."""
+    if isinstance(bands, BandList):
+        raise InputError(f"training takes band numbers (e.g. --bands 100 or --band-list 1-100), not wavelengths "
+                         f"('{bands.text}'): a model's bands are positions, the same in every scene")
 
 
 def expand_sources(items: Sequence[str]) -> List[str]:

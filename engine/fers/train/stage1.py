@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..feedback import Feedback
 from ..spectral.loss import ferd_loss
 from ..spectral.model import FERDNet, SpeFEN
-from .data import prepare_background
+from .data import check_training_bands, prepare_background
 from .loop import TrainConfig, Trainer, TrainTask, seed_everything
 
 
@@ -38,6 +38,7 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
     ``nodata`` / ``source_nodata``: more no data, in every scene / per source file (``prepare_background``).
     """
     feedback = feedback or Feedback()
+    check_training_bands(bands)
     if isinstance(bands, int) and bands <= 0:
         raise InputError("--bands must be given for training (the model's band count), e.g. 100")
     if patch % 8:

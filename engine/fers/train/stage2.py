@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..feedback import Feedback
 from ..spatial.loss import LAMBDA_RECON, W_COS, W_SSIM, W_VAR, fers_loss
 from ..spatial.model import FRN, MIN_SIZE, SpaFEN
-from .data import prepare_background
+from .data import check_training_bands, prepare_background
 from .loop import TrainConfig, Trainer, TrainTask, seed_everything
 
 # An epoch whose F_spa varies less than this on every validation patch and channel is a collapsed
@@ -83,6 +83,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
     Spa-FEN in eval mode, the one written to ``output``).
     """
     feedback = feedback or Feedback()
+    check_training_bands(bands)
     if patch < MIN_SIZE:
         raise InputError(f"patch size must be at least {MIN_SIZE} px for the Spa-FEN's ResNet-34 (it downsamples "
                          f"{MIN_SIZE}×), got {patch}")
