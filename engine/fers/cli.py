@@ -39,7 +39,7 @@ def cmd_detect(args, fb):
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
                  tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim,
-                 nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata)
+                 nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata, extent=args.extent)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
             f"{res.seconds:.2f} s on {res.device})")
     extra = {}
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
     d.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     d.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
+    d.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="only the pixels this extent (in the raster's CRS) touches are read, scored and written; "
+                        "the background statistics are then the extent's")
     d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "

@@ -305,7 +305,7 @@ def products_for_detection(res, input: str, mask: Optional[str] = None, objects:
     from . import __version__
     from .io import open_source
 
-    georef = open_source(input, variable).georef
+    georef = res.georef if res.georef is not None else open_source(input, variable).georef
     meta = {"FERS_VERSION": __version__, "FERS_SOURCE": os.path.basename(input), "FERS_STRATEGY": res.strategy,
             "FERS_DETECTOR": res.detector}
     if "rx_trim" in res.info:

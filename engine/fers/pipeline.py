@@ -16,7 +16,8 @@ from . import __version__
 from .device import full_fp32, resolve_device
 from .errors import InputError, ModelError
 from .feedback import Feedback
-from .io import check_output_path, load_ground_truth, open_source, write_raster
+from .io import Georef, check_output_path, load_ground_truth, open_source, write_raster
+from .io.raster import extent_window, window_georef
 from .io.source import require_valid
 from .preprocess import BandList, band_ranges, resolve_bands, scale_cube, select_bands
 from .wavelengths import plan_bands
@@ -37,6 +38,7 @@ class DetectResult:
     device: str
     seconds: float
     info: dict = field(default_factory=dict)
+    georef: Optional[Georef] = None  # of the map: the input's, or its window's when an extent was given
 
 
 def output_nodata(input_nodata: Optional[float]) -> float:
@@ -236,12 +238,14 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
            memory_mb: float = 0, rx_trim: Optional[float] = None, nodata=None,
-           file_nodata: bool = True) -> DetectResult:
+           file_nodata: bool = True, extent=None) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     ``nodata``: values or (lo, hi) ranges that are no data too, beyond the file's own (a zero-filled border
     with no nodata tag; QGIS's "additional no data values"): such pixels leave every statistic, as the file's.
     ``file_nodata`` False: the file's own nodata value is data (a wrong tag; QGIS's unticked "No data value").
+    ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS: only the pixels it touches are read, scored and
+    written (the background statistics are then the extent's), on the same grid.
 
     ``tile_size``: side of the spectral-branch tiles in pixels (0 = chosen from ``memory_mb``, the working
     memory allowed for one tile, default 1024 MB, and on a CPU at most 128 px, its fastest); the map does
@@ -277,8 +281,15 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     idx = plan.indices
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
-    cube, valid = plan.read(src)
-    require_valid(src, idx, valid)
+    window = None
+    if extent is not None:
+        window = extent_window(src.georef, (src.width, src.height), extent, os.path.basename(input))
+        x0, y0, w, h = window
+        feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
+                      f"{src.width}×{src.height} px)")
+    cube, valid = plan.read(src, window)
+    require_valid(src, idx, valid, window)
+    georef = window_georef(src.georef, window)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
     if n_invalid:
@@ -294,7 +305,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     if output is not None:
         feedback.check()
         nodata = output_nodata(src.nodata)
-        if not src.georef.known:
+        if not georef.known:
             feedback.warn(f"{os.path.basename(input)} carries no georeferencing; the map is a plain pixel grid")
         band_name = f"anomaly score ({strategy}, {detector_label(detector, info)})"
         meta = {"FERS_VERSION": __version__, "FERS_STRATEGY": strategy, "FERS_DETECTOR": detector,
@@ -302,10 +313,11 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
                 "FERS_MODEL": mdl.source if mdl is not None else ""}
         if "rx_trim" in info:
             meta["FERS_RX_TRIM"] = f"{info['rx_trim']:g}"
-        write_raster(output, [np.where(valid, scores, nodata)], src.georef, nodata, [band_name], meta,
+        write_raster(output, [np.where(valid, scores, nodata)], georef, nodata, [band_name], meta,
                      feedback=feedback)
     feedback.progress(1.0, "done")
-    return DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info)
+    return DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info,
+                        georef)
 
 
 def detector_label(detector: str, info: dict) -> str:

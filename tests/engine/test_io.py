@@ -1,5 +1,6 @@
 """Readers, band selection, SPEC §0 scaling and the atomic GeoTIFF writer."""
 import os
+import re
 
 import h5py
 import numpy as np
@@ -348,3 +349,41 @@ def test_a_wrong_nodata_tag_can_be_read_as_data(tmp_path):
     scores, _, _, nodata = read_geotiff(tmp_path / "cli.tif")
     assert nodata == -9999.0 and not (scores == nodata).any()  # 0 is data here, so the map's nodata is another
     np.testing.assert_array_equal(scores[0], ref.scores.astype(np.float32))
+
+
+def test_an_extent_scores_only_the_window_it_touches_on_the_same_grid(tmp_path):
+    """--extent over columns 11-40 and rows 6-35 of a real crop gives the map of that window cut out with NumPy
+    and georeferenced by hand: the same pixels, statistics and scores, the origin moved by 10 and 5 pixels."""
+    from conftest import fers, qgis_process
+    from fers.pipeline import detect
+
+    cube = mat_scene("abu-airport-2")[0][:50, :60, :40]
+    scene = write_geotiff(tmp_path / "scene.tif", cube)  # origin (380000, 3760000), 7.1 m pixels, EPSG:32611
+    window = write_geotiff(tmp_path / "window.tif", cube[5:35, 10:40],
+                           geotransform=(380000 + 10 * 7.1, 7.1, 0.0, 3760000 - 5 * 7.1, 0.0, -7.1))
+    ref = detect(window, str(tmp_path / "ref.tif"), strategy="none", device="cpu")
+    # an extent that cuts into the edge pixels still takes them whole
+    extent = (380000 + 10.2 * 7.1, 3760000 - 34.9 * 7.1, 380000 + 39.5 * 7.1, 3760000 - 5.01 * 7.1)
+    got = detect(scene, str(tmp_path / "got.tif"), strategy="none", device="cpu", extent=extent)
+    np.testing.assert_array_equal(got.scores, ref.scores)
+    a, b = read_geotiff(tmp_path / "got.tif"), read_geotiff(tmp_path / "ref.tif")
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[2] == pytest.approx(b[2]) and a[1] == b[1]  # geotransform and CRS
+    r = fers("detect", scene, tmp_path / "cli.tif", "--extent", *map(str, extent), "--mask", tmp_path / "mask.tif")
+    assert r.returncode == 0, r.stderr
+    assert "extent: columns 11–40, rows 6–35 (30×30 of the raster's 60×50 px)" in r.stderr
+    assert read_geotiff(tmp_path / "mask.tif")[2] == pytest.approx(b[2])  # the mask sits on the window too
+    np.testing.assert_array_equal(read_geotiff(tmp_path / "cli.tif")[0], b[0])
+    xmin, ymin, xmax, ymax = extent
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", f"EXTENT={xmin},{xmax},{ymin},{ymax} [EPSG:32611]",
+                     f"OUTPUT={tmp_path / 'qgis.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    q = read_geotiff(tmp_path / "qgis.tif")
+    np.testing.assert_allclose(q[0], b[0], rtol=1e-6)
+    assert q[2] == pytest.approx(b[2])
+    for bad, message in (((0, 0, 10, 10), "does not overlap scene.tif (its extent: 380000, 3759645, 380426, 3760000, in its CRS)"),
+                         ((380100, 3759900, 380000, 3760000), "the extent must run from low to high")):
+        with pytest.raises(InputError, match=re.escape(message)):
+            detect(scene, None, strategy="none", device="cpu", extent=bad)
+    with pytest.raises(InputError, match="carries no georeferencing: an extent cannot be placed on it"):
+        detect(os.path.join(RAW, "abu-airport-2.mat"), None, strategy="none", device="cpu", extent=extent)

@@ -25,6 +25,39 @@ class Georef:
         return bool(self.crs_wkt) or self.geotransform is not None
 
 
+def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "the raster") -> tuple:
+    """The pixel window (x0, y0, w, h) of ``size`` (width, height) that covers ``extent`` (xmin, ymin, xmax,
+    ymax, in the raster's CRS): every pixel the extent touches, clipped to the raster."""
+    xmin, ymin, xmax, ymax = map(float, extent)
+    if not (xmax > xmin and ymax > ymin):
+        raise InputError(f"the extent must run from low to high: got x {xmin:.10g} to {xmax:.10g}, y {ymin:.10g} to {ymax:.10g}")
+    gt = georef.geotransform if georef is not None else None
+    if gt is None:
+        raise InputError(f"{what} carries no georeferencing: an extent cannot be placed on it")
+    if gt[2] or gt[4]:
+        raise InputError(f"{what} is on a rotated grid: an extent cannot select a window of it; clip it first")
+    width, height = size
+    cols = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
+    rows = sorted(((ymax - gt[3]) / gt[5], (ymin - gt[3]) / gt[5]))
+    x0, x1 = max(0, int(np.floor(cols[0] + 1e-9))), min(width, int(np.ceil(cols[1] - 1e-9)))
+    y0, y1 = max(0, int(np.floor(rows[0] + 1e-9))), min(height, int(np.ceil(rows[1] - 1e-9)))
+    if x1 <= x0 or y1 <= y0:
+        ext = (gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3])
+        raise InputError(f"the extent {xmin:.10g}, {ymin:.10g}, {xmax:.10g}, {ymax:.10g} does not overlap {what} (its extent: "
+                         f"{min(ext[0], ext[2]):.10g}, {min(ext[1], ext[3]):.10g}, {max(ext[0], ext[2]):.10g}, "
+                         f"{max(ext[1], ext[3]):.10g}, in its CRS)")
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def window_georef(georef: Georef, window) -> Georef:
+    """The georeferencing of a pixel window of a raster (the origin moved to its first pixel)."""
+    if window is None or georef.geotransform is None:
+        return georef
+    gt, (x0, y0) = georef.geotransform, window[:2]
+    return Georef(georef.crs_wkt, (gt[0] + x0 * gt[1] + y0 * gt[2], gt[1], gt[2],
+                                   gt[3] + x0 * gt[4] + y0 * gt[5], gt[4], gt[5]))
+
+
 @contextlib.contextmanager
 def gdal_exceptions():
     """GDAL exceptions on, for this block only: QGIS and other plugins share the module."""

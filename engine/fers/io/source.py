@@ -72,7 +72,7 @@ def finalize_cube(cube: np.ndarray, valid: np.ndarray, extra_nodata=()) -> tuple
     return cube, valid
 
 
-def require_valid(src: Source, bands: Sequence[int], valid: np.ndarray) -> None:
+def require_valid(src: Source, bands: Sequence[int], valid: np.ndarray, window=None) -> None:
     """Refuse a read in which no pixel is valid, saying why: the selected bands that are no data in every pixel
     on their own (typically a bad band filled with the nodata value, which voids every pixel since a pixel is
     valid only where all its bands are), else that the bands' no data covers different pixels. Each band is
@@ -82,7 +82,7 @@ def require_valid(src: Source, bands: Sequence[int], valid: np.ndarray) -> None:
     from ..preprocess import band_ranges
 
     head = "every pixel is nodata (or NaN/Inf) in the selected bands: "
-    empty = [b for b in dict.fromkeys(bands) if not src.read([b])[1].any()]
+    empty = [b for b in dict.fromkeys(bands) if not src.read([b], window)[1].any()]
     if not empty:
         raise InputError(head + f"each of the {len(set(bands))} bands has valid pixels, but no pixel is valid in all "
                                 "of them at once; check the nodata values and the band range")
