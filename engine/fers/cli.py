@@ -109,7 +109,7 @@ def cmd_enhance(args, fb):
 
     res = enhance(args.input, args.output, args.model, bands=_bands_arg(args), branches=args.branches,
                   device=args.device, variable=args.variable, feedback=fb, nodata=_nodata_arg(args),
-                  file_nodata=not args.ignore_file_nodata)
+                  file_nodata=not args.ignore_file_nodata, extent=args.extent)
     fb.info(f"wrote {res['cube']} ({res['bands']} bands, {res['seconds']:.2f} s on {res['device']})")
     print(res["output"])
 
@@ -178,6 +178,8 @@ def _nodata_arg(args):
 
 NODATA_HELP = ("values (or LO:HI ranges) that are no data too, beyond the file's own nodata, e.g. 0 for the zero "
                "fill around a flight line: pixels with such a value in any selected band leave every statistic")
+EXTENT_HELP = ("only the pixels this extent (in the raster's CRS) touches are read, processed and written, on "
+               "the raster's grid; the background statistics and the scaling are then the extent's")
 IGNORE_FILE_NODATA_HELP = ("read the value the file declares as nodata as data, where that tag is wrong for this "
                            "file (QGIS: the layer's 'No data value' unticked in Properties > Transparency)")
 
@@ -212,9 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--variable", help=".mat only: name of the data variable (auto-detected otherwise)")
     d.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     d.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
-    d.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
-                   help="only the pixels this extent (in the raster's CRS) touches are read, scored and written; "
-                        "the background statistics are then the extent's")
+    d.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"), help=EXTENT_HELP)
     d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
@@ -299,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--variable", help=".mat only: name of the data variable")
     en.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     en.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
+    en.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"), help=EXTENT_HELP)
     en.set_defaults(func=cmd_enhance)
 
     pr = sub.add_parser("prune", parents=[common], help="cut the inference network out of a training checkpoint")

@@ -18,7 +18,8 @@ from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
 from .io.source import require_valid
-from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_band_list, resolve_model
+from .io.raster import window_georef
+from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_band_list, resolve_model, source_window
 from .preprocess import scale_cube, select_bands
 
 BRANCHES = ("both", "spectral", "spatial")
@@ -26,7 +27,9 @@ BRANCHES = ("both", "spectral", "spatial")
 
 def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int], None] = 0, branches: str = "both",
             device: str = "auto", variable: Optional[str] = None, feedback: Optional[Feedback] = None,
-            nodata=None, file_nodata: bool = True) -> dict:
+            nodata=None, file_nodata: bool = True, extent=None) -> dict:
+    """Write the enhanced cube of ``input`` (all bands the model takes) as a GeoTIFF; ``extent`` and the no-data
+    arguments as in ``fers.pipeline.detect``."""
     feedback = feedback or Feedback()
     t0 = time.perf_counter()
     if branches not in BRANCHES:
@@ -49,8 +52,9 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     idx = select_bands(src.band_count, bands)
     if len(idx) != mdl.bands:
         raise ModelError(f"the model {mdl.describe()} was trained on {mdl.bands} bands, but {len(idx)} are selected")
-    cube, valid = src.read(idx)
-    require_valid(src, idx, valid)
+    window = source_window(src, extent, feedback)
+    cube, valid = src.read(idx, window)
+    require_valid(src, idx, valid, window)
     feedback.progress(0.1, "read")
     cube, (lo, hi) = scale_cube(cube, valid)
     feedback.check()
@@ -70,6 +74,6 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
         band_meta = [{"wavelength": f"{src.wavelengths[b]:.4f}", "wavelength_units": "Nanometers"} for b in idx]
     meta = {"FERS_VERSION": __version__, "FERS_CUBE": formula, "FERS_SCALE_MIN": lo, "FERS_SCALE_MAX": hi,
             "FERS_MODEL": mdl.source, "FERS_SOURCE": os.path.basename(input)}
-    write_raster(output, list(out), src.georef, nodata, names, meta, band_metadata=band_meta, feedback=feedback)
+    write_raster(output, list(out), window_georef(src.georef, window), nodata, names, meta, band_metadata=band_meta, feedback=feedback)
     feedback.progress(1.0, "done")
     return {"output": output, "bands": len(idx), "cube": formula, "seconds": time.perf_counter() - t0, "device": dev}

@@ -202,6 +202,18 @@ def resolve_model(model, device: str, feedback: Feedback):
     return model.to(device)
 
 
+def source_window(src, extent, feedback: Feedback):
+    """The pixel window an ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) touches, said in the log;
+    None for the whole raster."""
+    if extent is None:
+        return None
+    window = extent_window(src.georef, (src.width, src.height), extent, os.path.basename(src.path))
+    x0, y0, w, h = window
+    feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
+                  f"{src.width}×{src.height} px)")
+    return window
+
+
 def resolve_band_list(bands, src, feedback: Feedback):
     """A band list's wavelength items as bands of ``src`` (``preprocess.BandList``), said in the log."""
     if not isinstance(bands, BandList):
@@ -281,12 +293,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     idx = plan.indices
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
-    window = None
-    if extent is not None:
-        window = extent_window(src.georef, (src.width, src.height), extent, os.path.basename(input))
-        x0, y0, w, h = window
-        feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
-                      f"{src.width}×{src.height} px)")
+    window = source_window(src, extent, feedback)
     cube, valid = plan.read(src, window)
     require_valid(src, idx, valid, window)
     georef = window_georef(src.georef, window)

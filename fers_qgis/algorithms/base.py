@@ -91,6 +91,10 @@ COMMON_HELP = {
               "around a flight line that carries no nodata tag: pixels with such a value in any selected band "
               "leave every statistic and stay nodata in the output. The layer's own additional no-data values "
               "(Properties ▸ Transparency) are always used, as QGIS hides those pixels.",
+    "EXTENT": "Work in this extent only (drawn on the map canvas, a layer's extent or typed; any CRS, reprojected "
+              "to the raster's): the pixels it touches are read and processed, so the background statistics and "
+              "the scaling are the extent's, and the output covers just that window on the raster's own grid. "
+              "Saves clipping a large scene first.",
     "IGNORE_FILE_NODATA": "Read the value the file declares as nodata as data, where that tag is wrong for this "
                           "file (e.g. nodata=0 on a product in which 0 is a real value). Also on when the layer's "
                           "'No data value' is unticked in Properties ▸ Transparency, as QGIS then shows those "

@@ -90,6 +90,22 @@ def nodata_arguments(alg, parameters, context, feedback):
     return {"nodata": tuple(dict.fromkeys(extra + own)), "file_nodata": not ignore}
 
 
+def add_extent_parameter(alg):
+    extent = QgsProcessingParameterExtent("EXTENT", "Only this extent (empty = the whole raster)", None, True)
+    extent.setFlags(extent.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(extent)
+
+
+def extent_argument(alg, parameters, context):
+    """EXTENT in the raster's own CRS (QGIS reprojects it from whatever CRS the analyst drew it in), or None."""
+    layer = None if research_path(parameters, "INPUT") else alg.parameterAsRasterLayer(parameters, "INPUT", context)
+    crs = layer.crs() if layer is not None else QgsCoordinateReferenceSystem()
+    rect = alg.parameterAsExtent(parameters, "EXTENT", context, crs)
+    if rect is None or rect.isNull() or rect.isEmpty():
+        return None
+    return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
 def input_name(alg, parameters, name, context):
     """What the analyst calls the input: its layer name, else the file name without extension."""
     raw = research_path(parameters, name)
@@ -152,10 +168,6 @@ class DetectAlgorithm(FersAlgorithm):
         "BAND_MATCH": "With a model: auto = by wavelength when the raster and the model card both give them "
                       "(nearest centre; linear resampling when no raster band is close enough), else by "
                       "position; nearest; resample; index = by position only.",
-        "EXTENT": "Detect in this extent only (drawn on the map canvas, a layer's extent or typed; any CRS, "
-                  "reprojected to the raster's): the pixels it touches are read and scored, so the background "
-                  "statistics are the extent's, and the map covers just that window on the raster's own grid. "
-                  "Saves clipping a large scene first.",
         "BAND_LIST": "1-based bands and ranges, e.g. 1-100,120,130-140, or wavelengths as the band centres in the "
                      "raster's metadata: 400-1340nm,1460-1790nm,1960-2450nm (every band whose centre lies in a "
                      "range, e.g. to leave out the water-vapour absorption bands) or 2.2um (the nearest band); "
@@ -220,9 +232,7 @@ class DetectAlgorithm(FersAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         add_nodata_parameter(self)
-        extent = QgsProcessingParameterExtent("EXTENT", "Only this extent (empty = the whole raster)", None, True)
-        extent.setFlags(extent.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(extent)
+        add_extent_parameter(self)
         trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim: share of top scores left out of the background "
                                             "statistics (empty = automatic)",
                                             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)
@@ -254,15 +264,6 @@ class DetectAlgorithm(FersAlgorithm):
             return hit.path
         return model
 
-    def extent_argument(self, parameters, context):
-        """EXTENT in the raster's own CRS (QGIS reprojects it from whatever CRS the analyst drew it in), or None."""
-        layer = None if research_path(parameters, "INPUT") else self.parameterAsRasterLayer(parameters, "INPUT", context)
-        crs = layer.crs() if layer is not None else QgsCoordinateReferenceSystem()
-        rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
-        if rect is None or rect.isNull() or rect.isEmpty():
-            return None
-        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
-
     def run_engine(self, parameters, context, feedback):
         from fers.objects import check_paths, display_range, products_for_detection
         from fers.pipeline import detect, detector_label
@@ -288,7 +289,7 @@ class DetectAlgorithm(FersAlgorithm):
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
-                     rx_trim=trim, extent=self.extent_argument(parameters, context), **nodata)
+                     rx_trim=trim, extent=extent_argument(self, parameters, context), **nodata)
         i = res.info
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
                       f"{detector_label(res.detector, i)}; model "

@@ -3,7 +3,8 @@ from qgis.core import (QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
 from .base import FersAlgorithm
-from .detect import DEVICES, add_nodata_parameter, nodata_arguments, raster_source
+from .detect import (DEVICES, add_extent_parameter, add_nodata_parameter, extent_argument, nodata_arguments,
+                     raster_source)
 
 BRANCHES = ("both", "spectral", "spatial")
 
@@ -35,6 +36,7 @@ class EnhanceAlgorithm(FersAlgorithm):
                                 "spatial = H + F_spa")
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
         add_nodata_parameter(self)
+        add_extent_parameter(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Enhanced cube"))
 
     def run_engine(self, parameters, context, feedback):
@@ -46,6 +48,7 @@ class EnhanceAlgorithm(FersAlgorithm):
                       bands=self.parameterAsInt(parameters, "BANDS", context),
                       branches=self.parameterAsEnumString(parameters, "BRANCHES", context),
                       device=self.parameterAsEnumString(parameters, "DEVICE", context), feedback=feedback,
+                      extent=extent_argument(self, parameters, context),
                       **nodata_arguments(self, parameters, context, feedback))
         feedback.info(f"{res['cube']}, {res['bands']} bands, {res['seconds']:.2f} s on {res['device']}")
         return {"OUTPUT": res["output"]}
