@@ -187,3 +187,12 @@ def test_a_band_list_by_wavelength_selects_the_bands_whose_centres_lie_there(env
         from osgeo import gdal
 
         assert gdal.Open(str(tmp_path / name)).GetMetadataItem("FERS_BANDS") == "7-11,22,25"
+
+
+def test_info_gives_what_an_extent_and_a_wavelength_band_list_refer_to(envi_scene):
+    r = fers("info", envi_scene)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    # ENVI map info: upper-left 371000, 3757000, 7.1 m pixels, 100 × 100 of them
+    assert info["extent"] == pytest.approx([371000, 3757000 - 710, 371710, 3757000])
+    assert info["wavelength_range_nm"] == [400.0, 678.4] and info["bad_bands"] == "8"
