@@ -47,7 +47,7 @@ def cmd_detect(args, fb):
         from .objects import products_for_detection
 
         obj = products_for_detection(res, args.input, args.mask, args.objects, args.threshold_percentile,
-                                     args.false_alarm_rate, args.variable, fb)
+                                     args.false_alarm_rate, args.variable, fb, args.min_pixels)
         extra = {"threshold": obj.threshold.value, "threshold_rule": obj.threshold.rule,
                  "anomalous_pixels": obj.anomalous_pixels, "objects": len(obj.table),
                  "mask_path": obj.mask_path, "objects_path": obj.objects_path}
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--mask", help="also write a binary anomaly mask (Byte GeoTIFF: 1 anomaly, 0 not, 255 nodata)")
     d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
                                      "8-connected group of anomalous pixels, with area, peak and mean score")
+    d.add_argument("--min-pixels", type=int, default=1, metavar="N",
+                   help="mask/objects: drop objects of fewer than N pixels (isolated noisy pixels); default 1 = keep all")
     th = d.add_mutually_exclusive_group()
     th.add_argument("--threshold-percentile", type=float, metavar="P",
                     help="mask/objects: anomalous = score above the P-th percentile of valid scores (default 99.5)")

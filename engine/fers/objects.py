@@ -12,7 +12,9 @@ A pixel is anomalous when it is valid and its score is strictly greater than ``t
 Objects are the connected components of the anomalous pixels with **8-connectivity**
 (pixels touching by an edge or a corner belong to the same object; ``scipy.ndimage.label``
 with a 3×3 structuring element), numbered 1, 2, … in raster order of their first pixel.
-Each becomes one feature (a MultiPolygon: GDAL polygonizes the pixels, pieces that touch
+Objects of fewer than ``min_pixels`` pixels (default 1: none) are dropped from the objects
+and from the mask alike (isolated noisy pixels; the threshold itself is unchanged); the
+ones kept are numbered afresh. Each becomes one feature (a MultiPolygon: GDAL polygonizes the pixels, pieces that touch
 only at a corner are kept as parts of the one object) with:
 
     id          the component number
@@ -276,8 +278,9 @@ def write_objects(path: str, labels: np.ndarray, table: list, georef, th: Thresh
 def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: Optional[str] = None,
                      objects: Optional[str] = None, percentile: Optional[float] = None,
                      false_alarm_rate: Optional[float] = None, metadata: Optional[dict] = None,
-                     feedback=None) -> ObjectsResult:
-    """Threshold a score map, label its 8-connected anomalies, write the mask and/or objects (optional)."""
+                     feedback=None, min_pixels: int = 1) -> ObjectsResult:
+    """Threshold a score map, label its 8-connected anomalies (dropping those under ``min_pixels``), write the
+    mask and/or objects (optional)."""
     from .feedback import Feedback
 
     fb = feedback or Feedback()
@@ -285,10 +288,22 @@ def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: O
     th = threshold(scores, valid, percentile, false_alarm_rate)
     m = valid & (np.where(valid, scores, -np.inf) > th.value)
     labels, n = label_objects(m)
+    dropped = ""
+    if int(min_pixels) > 1:
+        small = np.bincount(labels.ravel(), minlength=n + 1) < int(min_pixels)
+        small[0] = False
+        if small.any():
+            m &= ~small[labels]
+            dropped = (f"; {int(small.sum())} object(s) of fewer than {int(min_pixels)} pixels dropped "
+                       f"({n} before)")
+            labels, n = label_objects(m)
+    elif int(min_pixels) < 1:
+        raise InputError(f"the minimum object size is a pixel count of at least 1, got {min_pixels}")
     gt = georef.geotransform if georef is not None and georef.geotransform is not None else None
     table = object_table(labels, n, scores, gt)
     res = ObjectsResult(th, m, labels, table, anomalous_pixels=int(m.sum()))
-    fb.info(f"threshold {th.rule}: {res.anomalous_pixels} anomalous pixel(s) in {n} object(s) (8-connected)")
+    fb.info(f"threshold {th.rule}: {res.anomalous_pixels} anomalous pixel(s) in {n} object(s) (8-connected)"
+            f"{dropped}")
     if mask:
         fb.check()
         res.mask_path = write_mask(mask, m, valid, georef, th, metadata)
@@ -300,7 +315,7 @@ def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: O
 
 def products_for_detection(res, input: str, mask: Optional[str] = None, objects: Optional[str] = None,
                            percentile: Optional[float] = None, false_alarm_rate: Optional[float] = None,
-                           variable: Optional[str] = None, feedback=None) -> ObjectsResult:
+                           variable: Optional[str] = None, feedback=None, min_pixels: int = 1) -> ObjectsResult:
     """``anomaly_products`` for a ``pipeline.detect`` result, on the input's grid and CRS."""
     from . import __version__
     from .io import open_source
@@ -310,4 +325,7 @@ def products_for_detection(res, input: str, mask: Optional[str] = None, objects:
             "FERS_DETECTOR": res.detector}
     if "rx_trim" in res.info:
         meta["FERS_RX_TRIM"] = f"{res.info['rx_trim']:g}"
-    return anomaly_products(res.scores, res.valid, georef, mask, objects, percentile, false_alarm_rate, meta, feedback)
+    if int(min_pixels) > 1:
+        meta["FERS_MIN_OBJECT_PIXELS"] = str(int(min_pixels))
+    return anomaly_products(res.scores, res.valid, georef, mask, objects, percentile, false_alarm_rate, meta, feedback,
+                            min_pixels)

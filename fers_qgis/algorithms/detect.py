@@ -189,6 +189,9 @@ class DetectAlgorithm(FersAlgorithm):
                                 "is given.",
         "FALSE_ALARM_RATE": "Mask and objects: the threshold is set so that at most this fraction of the valid "
                             "pixels lies above it (e.g. 0.001); overrides the percentile when given.",
+        "MIN_PIXELS": "Mask and objects: groups of anomalous pixels smaller than this (8-connected) are dropped from "
+                      "both, e.g. 2 to leave out isolated noisy pixels; the threshold itself does not change. "
+                      "1 keeps every object.",
     }
 
     def shortHelpString(self):  # noqa: N802
@@ -244,6 +247,9 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "FALSE_ALARM_RATE", "…or false-alarm rate (fraction of valid pixels above the threshold)",
             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.999999))
+        self.addParameter(QgsProcessingParameterNumber(
+            "MIN_PIXELS", "Smallest object kept (pixels; mask and objects)", QgsProcessingParameterNumber.Integer, 1,
+            True, 1))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Anomaly score map"))
         self.addParameter(QgsProcessingParameterRasterDestination("MASK", "Anomaly mask", None, True, False))
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -301,7 +307,8 @@ class DetectAlgorithm(FersAlgorithm):
         if mask or objects:
             far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
             pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
-            obj = products_for_detection(res, src, mask, objects, pct, far, feedback=feedback)
+            obj = products_for_detection(res, src, mask, objects, pct, far, feedback=feedback,
+                                         min_pixels=self.parameterAsInt(parameters, "MIN_PIXELS", context) or 1)
             results.update(THRESHOLD=obj.threshold.value, ANOMALOUS_PIXELS=obj.anomalous_pixels,
                            OBJECT_COUNT=len(obj.table))
             if obj.mask_path:

@@ -148,3 +148,33 @@ def test_cli_mask_and_objects(tmp_path):
     assert sum(a["pixels"] for a, _ in feats) == 10
     r = fers("detect", SAMPLE, tmp_path / "t.tif", "--objects", tmp_path / "o.txt")
     assert r.returncode == 2 and "GeoPackage" in r.stderr and not (tmp_path / "t.tif").exists()
+
+
+def test_objects_under_min_pixels_leave_the_objects_and_the_mask(sample_scores, tmp_path):
+    """min_pixels 3 keeps exactly the independent components of 3 or more pixels (same order, sizes, peaks),
+    and the mask holds their pixels alone; the threshold is the same. Through the engine, the CLI and QGIS."""
+    from conftest import qgis_process
+    from fers.objects import anomaly_products
+
+    s, valid, georef = sample_scores
+    t = np.percentile(s[valid].astype(np.float64), 99.0)
+    labels, ref = independent_objects(s, valid & (s > t), georef.geotransform)
+    kept = [k for k in sorted(ref) if ref[k][0] >= 3]
+    assert 0 < len(kept) < len(ref)  # the sample has both kinds at this threshold
+    mask = np.isin(labels, kept)
+    res = anomaly_products(s, valid, georef, percentile=99.0, min_pixels=3)
+    assert res.threshold.value == pytest.approx(t)
+    assert [(o["pixels"], o["peak_score"]) for o in res.table] == [(ref[k][0], pytest.approx(ref[k][2])) for k in kept]
+    np.testing.assert_array_equal(res.mask, mask)
+    assert res.anomalous_pixels == int(mask.sum())
+    r = fers("-q", "detect", SAMPLE, tmp_path / "s.tif", "--bands", "200", "--mask", tmp_path / "m.tif",
+             "--objects", tmp_path / "o.gpkg", "--threshold-percentile", "99", "--min-pixels", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["objects"] == len(read_features(tmp_path / "o.gpkg")[0]) == len(kept)
+    np.testing.assert_array_equal(read_geotiff(tmp_path / "m.tif")[0][0], mask.astype(float))
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={SAMPLE}", "BANDS=200", "THRESHOLD_PERCENTILE=99",
+                     "MIN_PIXELS=3", f"OBJECTS={tmp_path / 'q.gpkg'}", f"OUTPUT={tmp_path / 'q.tif'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(read_features(tmp_path / "q.gpkg")[0]) == len(kept)
+    with pytest.raises(InputError, match="at least 1"):
+        anomaly_products(s, valid, georef, min_pixels=0)
