@@ -1,4 +1,18 @@
-"""ROC and AUC over valid pixels (SPEC §4)."""
+"""ROC and AUC over valid pixels (SPEC §4), and the 3D-ROC areas other anomaly-detection papers report.
+
+3D ROC (Chang, "An effective evaluation tool for hyperspectral target detection: 3D receiver operating
+characteristic curve analysis", IEEE TGRS 2021): with the scores min–max normalised to τ ∈ [0, 1] over
+the valid pixels, P_D(τ) and P_F(τ) are the shares of anomalous and background pixels scoring ≥ τ, and
+
+    AUC(D,F)  the ROC AUC above
+    AUC(D,τ)  = ∫ P_D(τ) dτ = mean normalised score of the anomalies (detectability)
+    AUC(F,τ)  = ∫ P_F(τ) dτ = mean normalised score of the background (lower = better suppressed)
+    AUC_TD    = AUC(D,F) + AUC(D,τ)          AUC_BS   = AUC(D,F) − AUC(F,τ)
+    AUC_SNPR  = AUC(D,τ) / AUC(F,τ)          AUC_ODP  = AUC(D,F) + AUC(D,τ) − AUC(F,τ)
+
+(∫₀¹ 1[s ≥ τ] dτ = s, hence the means.) They depend on the normalisation, so they compare maps of
+the same scene, not scenes.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +49,17 @@ def roc_auc(scores, labels, valid=None) -> float:
     npos = y.sum()
     nneg = y.size - npos
     return float((r[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
+
+
+def roc3d(scores, labels, valid=None) -> dict:
+    """The 3D-ROC areas of the module docstring, keyed auc_df, auc_dt, auc_ft, auc_td, auc_bs, auc_snpr,
+    auc_odp."""
+    s, y = _prepare(scores, labels, valid)
+    lo, hi = float(s.min()), float(s.max())
+    t = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+    df, dt, ft = roc_auc(scores, labels, valid), float(t[y].mean()), float(t[~y].mean())
+    return {"auc_df": df, "auc_dt": dt, "auc_ft": ft, "auc_td": df + dt, "auc_bs": df - ft,
+            "auc_snpr": dt / ft if ft > 0 else float("inf"), "auc_odp": df + dt - ft}
 
 
 def roc_curve(scores, labels, valid=None) -> tuple:

@@ -339,6 +339,7 @@ class EvalResult:
     valid_pixels: int
     anomalies: int
     roc: Optional[str] = None
+    roc3d: dict = field(default_factory=dict)  # fers.metrics.roc3d: AUC(D,τ), AUC(F,τ) and their combinations
 
 
 def read_score_map(path: str) -> tuple:
@@ -357,7 +358,7 @@ def read_score_map(path: str) -> tuple:
 def evaluate(score: str, ground_truth: str, roc: Optional[str] = None, gt_variable: Optional[str] = None,
              feedback: Optional[Feedback] = None) -> EvalResult:
     """ROC AUC of a score map against a binary ground truth, over valid pixels (SPEC §4)."""
-    from .metrics import roc_auc, roc_curve
+    from .metrics import roc3d, roc_curve
     from .report import write_roc
 
     feedback = feedback or Feedback()
@@ -367,9 +368,12 @@ def evaluate(score: str, ground_truth: str, roc: Optional[str] = None, gt_variab
         raise InputError(f"the score map is {s.shape[1]}×{s.shape[0]} px but the ground truth is "
                          f"{gt.shape[1]}×{gt.shape[0]} px")
     valid = s_valid & gt_valid
-    auc = roc_auc(s, gt, valid)
-    res = EvalResult(auc, int(valid.sum()), int((gt & valid).sum()))
-    feedback.info(f"ROC AUC {auc:.4f} over {res.valid_pixels} valid pixels ({res.anomalies} anomalous)")
+    areas = roc3d(s, gt, valid)
+    auc = areas["auc_df"]
+    res = EvalResult(auc, int(valid.sum()), int((gt & valid).sum()), roc3d=areas)
+    feedback.info(f"ROC AUC {auc:.4f} over {res.valid_pixels} valid pixels ({res.anomalies} anomalous); 3D ROC: "
+                  f"AUC(D,τ) {areas['auc_dt']:.4f}, AUC(F,τ) {areas['auc_ft']:.4f}, "
+                  f"AUC_ODP {areas['auc_odp']:.4f}, AUC_SNPR {areas['auc_snpr']:.2f}")
     if roc:
         fpr, tpr, _ = roc_curve(s, gt, valid)
         res.roc = write_roc(roc, fpr, tpr, auc, title=os.path.basename(score))

@@ -6,13 +6,22 @@ from .base import FersAlgorithm
 from .detect import raster_source
 
 
+# 3D-ROC areas (fers.metrics.roc3d), as the outputs are named
+ROC3D_OUTPUTS = {"AUC_DT": "AUC(D,τ): detectability", "AUC_FT": "AUC(F,τ): background (lower = better suppressed)",
+                 "AUC_TD": "AUC_TD = AUC(D,F) + AUC(D,τ)", "AUC_BS": "AUC_BS = AUC(D,F) − AUC(F,τ)",
+                 "AUC_SNPR": "AUC_SNPR = AUC(D,τ) / AUC(F,τ)", "AUC_ODP": "AUC_ODP = AUC(D,F) + AUC(D,τ) − AUC(F,τ)"}
+
+
 class EvaluateAlgorithm(FersAlgorithm):
     NAME = "evaluate"
     DISPLAY = "Evaluate score map (ROC AUC)"
     GROUP = "Evaluation"
     HELP = ("ROC AUC of an anomaly score map against a binary ground-truth raster of the same size "
             "(any value > 0 = anomaly), over pixels valid in both. Optionally writes the ROC curve as a "
-            "PNG or a self-contained HTML page.")
+            "PNG or a self-contained HTML page.\n\n"
+            "Also the 3D-ROC areas other anomaly-detection papers report (Chang 2021), on the scores min–max "
+            "normalised to τ ∈ [0, 1]: AUC(D,τ) (mean normalised score of the anomalies), AUC(F,τ) (of the "
+            "background; lower = better suppressed) and AUC_TD, AUC_BS, AUC_SNPR, AUC_ODP from them.")
     PARAM_HELP = {
         "SCORE": "A one-band score map (higher = more anomalous), e.g. the output of 'Detect anomalies'; its "
                  "nodata pixels are left out.",
@@ -28,6 +37,8 @@ class EvaluateAlgorithm(FersAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             "ROC", "ROC curve", "PNG files (*.png);;HTML files (*.html)", None, True, False))
         self.addOutput(QgsProcessingOutputNumber("AUC", "ROC AUC"))
+        for name, label in ROC3D_OUTPUTS.items():
+            self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def run_engine(self, parameters, context, feedback):
         from fers.pipeline import evaluate
@@ -36,6 +47,7 @@ class EvaluateAlgorithm(FersAlgorithm):
         res = evaluate(raster_source(self, parameters, "SCORE", context),
                        raster_source(self, parameters, "GROUND_TRUTH", context), roc=roc, feedback=feedback)
         out = {"AUC": res.auc, "VALID_PIXELS": res.valid_pixels, "ANOMALIES": res.anomalies}
+        out.update({name: res.roc3d[name.lower()] for name in ROC3D_OUTPUTS})
         if res.roc:
             out["ROC"] = res.roc
         return out

@@ -46,6 +46,15 @@ def test_qgis_process_reproduces_published_rx(scene_tifs, tmp_path, name, bands,
     res = _results(r.stdout)
     assert abs(float(res["AUC"]) - published) <= 1e-4
     assert os.path.getsize(tmp_path / "roc.png") > 1000
+    # the 3D-ROC areas: means of the min–max normalised scores (computed here with NumPy alone)
+    from conftest import mat_scene
+
+    s = read_geotiff(out)[0][0]
+    truth = mat_scene(name)[1] > 0
+    t = (s - s.min()) / (s.max() - s.min())
+    assert float(res["AUC_DT"]) == pytest.approx(t[truth].mean(), abs=1e-9)
+    assert float(res["AUC_FT"]) == pytest.approx(t[~truth].mean(), abs=1e-9)
+    assert float(res["AUC_ODP"]) == pytest.approx(float(res["AUC"]) + t[truth].mean() - t[~truth].mean(), abs=1e-9)
 
 
 def test_error_is_a_message_not_a_traceback(scene_tifs, tmp_path):
