@@ -8,7 +8,9 @@ the valid pixels, P_D(τ) and P_F(τ) are the shares of anomalous and background
     AUC(D,τ)  = ∫ P_D(τ) dτ = mean normalised score of the anomalies (detectability)
     AUC(F,τ)  = ∫ P_F(τ) dτ = mean normalised score of the background (lower = better suppressed)
     AUC_TD    = AUC(D,F) + AUC(D,τ)          AUC_BS   = AUC(D,F) − AUC(F,τ)
-    AUC_SNPR  = AUC(D,τ) / AUC(F,τ)          AUC_ODP  = AUC(D,F) + AUC(D,τ) − AUC(F,τ)
+    AUC_TDBS  = AUC(D,τ) − AUC(F,τ)          AUC_SNPR = AUC(D,τ) / AUC(F,τ)
+    AUC_OD    = AUC(D,F) + AUC(D,τ) − AUC(F,τ)
+    AUC_ODP   = AUC(D,τ) + 1 − AUC(F,τ)
 
 (∫₀¹ 1[s ≥ τ] dτ = s, hence the means.) They depend on the normalisation, so they compare maps of
 the same scene, not scenes.
@@ -52,14 +54,14 @@ def roc_auc(scores, labels, valid=None) -> float:
 
 
 def roc3d(scores, labels, valid=None) -> dict:
-    """The 3D-ROC areas of the module docstring, keyed auc_df, auc_dt, auc_ft, auc_td, auc_bs, auc_snpr,
-    auc_odp."""
+    """The 3D-ROC areas of the module docstring, keyed auc_df, auc_dt, auc_ft, auc_td, auc_bs, auc_tdbs,
+    auc_snpr, auc_od, auc_odp."""
     s, y = _prepare(scores, labels, valid)
     lo, hi = float(s.min()), float(s.max())
     t = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
     df, dt, ft = roc_auc(scores, labels, valid), float(t[y].mean()), float(t[~y].mean())
-    return {"auc_df": df, "auc_dt": dt, "auc_ft": ft, "auc_td": df + dt, "auc_bs": df - ft,
-            "auc_snpr": dt / ft if ft > 0 else float("inf"), "auc_odp": df + dt - ft}
+    return {"auc_df": df, "auc_dt": dt, "auc_ft": ft, "auc_td": df + dt, "auc_bs": df - ft, "auc_tdbs": dt - ft,
+            "auc_snpr": dt / ft if ft > 0 else float("inf"), "auc_od": df + dt - ft, "auc_odp": dt + 1 - ft}
 
 
 def roc_curve(scores, labels, valid=None) -> tuple:

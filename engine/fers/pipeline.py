@@ -373,7 +373,7 @@ def evaluate(score: str, ground_truth: str, roc: Optional[str] = None, gt_variab
     res = EvalResult(auc, int(valid.sum()), int((gt & valid).sum()), roc3d=areas)
     feedback.info(f"ROC AUC {auc:.4f} over {res.valid_pixels} valid pixels ({res.anomalies} anomalous); 3D ROC: "
                   f"AUC(D,τ) {areas['auc_dt']:.4f}, AUC(F,τ) {areas['auc_ft']:.4f}, "
-                  f"AUC_ODP {areas['auc_odp']:.4f}, AUC_SNPR {areas['auc_snpr']:.2f}")
+                  f"AUC_OD {areas['auc_od']:.4f}, AUC_SNPR {areas['auc_snpr']:.2f}")
     if roc:
         fpr, tpr, _ = roc_curve(s, gt, valid)
         res.roc = write_roc(roc, fpr, tpr, auc, title=os.path.basename(score))

@@ -9,7 +9,8 @@ from .detect import raster_source
 # 3D-ROC areas (fers.metrics.roc3d), as the outputs are named
 ROC3D_OUTPUTS = {"AUC_DT": "AUC(D,τ): detectability", "AUC_FT": "AUC(F,τ): background (lower = better suppressed)",
                  "AUC_TD": "AUC_TD = AUC(D,F) + AUC(D,τ)", "AUC_BS": "AUC_BS = AUC(D,F) − AUC(F,τ)",
-                 "AUC_SNPR": "AUC_SNPR = AUC(D,τ) / AUC(F,τ)", "AUC_ODP": "AUC_ODP = AUC(D,F) + AUC(D,τ) − AUC(F,τ)"}
+                 "AUC_TDBS": "AUC_TDBS = AUC(D,τ) − AUC(F,τ)", "AUC_SNPR": "AUC_SNPR = AUC(D,τ) / AUC(F,τ)",
+                 "AUC_OD": "AUC_OD = AUC(D,F) + AUC(D,τ) − AUC(F,τ)", "AUC_ODP": "AUC_ODP = AUC(D,τ) + 1 − AUC(F,τ)"}
 
 
 class EvaluateAlgorithm(FersAlgorithm):
@@ -21,7 +22,9 @@ class EvaluateAlgorithm(FersAlgorithm):
             "PNG or a self-contained HTML page.\n\n"
             "Also the 3D-ROC areas other anomaly-detection papers report (Chang 2021), on the scores min–max "
             "normalised to τ ∈ [0, 1]: AUC(D,τ) (mean normalised score of the anomalies), AUC(F,τ) (of the "
-            "background; lower = better suppressed) and AUC_TD, AUC_BS, AUC_SNPR, AUC_ODP from them.")
+            "background; lower = better suppressed) and from them AUC_TD = AUC(D,F) + AUC(D,τ), AUC_BS = AUC(D,F) − "
+            "AUC(F,τ), AUC_TDBS = AUC(D,τ) − AUC(F,τ), AUC_SNPR = AUC(D,τ) / AUC(F,τ), AUC_OD = AUC(D,F) + "
+            "AUC(D,τ) − AUC(F,τ) and AUC_ODP = AUC(D,τ) + 1 − AUC(F,τ).")
     PARAM_HELP = {
         "SCORE": "A one-band score map (higher = more anomalous), e.g. the output of 'Detect anomalies'; its "
                  "nodata pixels are left out.",

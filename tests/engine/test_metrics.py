@@ -61,4 +61,6 @@ def test_3d_roc_areas_are_the_integrals_of_pd_and_pf_over_the_normalised_thresho
     assert a["auc_td"] == pytest.approx(a["auc_df"] + a["auc_dt"])
     assert a["auc_bs"] == pytest.approx(a["auc_df"] - a["auc_ft"])
     assert a["auc_snpr"] == pytest.approx(a["auc_dt"] / a["auc_ft"])
-    assert a["auc_odp"] == pytest.approx(a["auc_df"] + a["auc_dt"] - a["auc_ft"])
+    assert a["auc_tdbs"] == pytest.approx(a["auc_dt"] - a["auc_ft"])
+    assert a["auc_od"] == pytest.approx(a["auc_df"] + a["auc_dt"] - a["auc_ft"])
+    assert a["auc_odp"] == pytest.approx(a["auc_dt"] + 1 - a["auc_ft"])

@@ -54,7 +54,7 @@ def test_qgis_process_reproduces_published_rx(scene_tifs, tmp_path, name, bands,
     t = (s - s.min()) / (s.max() - s.min())
     assert float(res["AUC_DT"]) == pytest.approx(t[truth].mean(), abs=1e-9)
     assert float(res["AUC_FT"]) == pytest.approx(t[~truth].mean(), abs=1e-9)
-    assert float(res["AUC_ODP"]) == pytest.approx(float(res["AUC"]) + t[truth].mean() - t[~truth].mean(), abs=1e-9)
+    assert float(res["AUC_OD"]) == pytest.approx(float(res["AUC"]) + t[truth].mean() - t[~truth].mean(), abs=1e-9)
 
 
 def test_error_is_a_message_not_a_traceback(scene_tifs, tmp_path):
