@@ -14,8 +14,8 @@ Objects are the connected components of the anomalous pixels with **8-connectivi
 with a 3×3 structuring element), numbered 1, 2, … in raster order of their first pixel.
 Objects of fewer than ``min_pixels`` pixels (default 1: none) are dropped from the objects
 and from the mask alike (isolated noisy pixels; the threshold itself is unchanged); the
-ones kept are numbered afresh. Each becomes one feature (a MultiPolygon: GDAL polygonizes the pixels, pieces that touch
-only at a corner are kept as parts of the one object) with:
+ones kept are numbered afresh. Each becomes one feature (a MultiPolygon: GDAL polygonizes
+the pixels, pieces that touch only at a corner are kept as parts of the one object) with:
 
     id          the component number
     pixels      its pixel count
@@ -284,6 +284,8 @@ def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: O
     from .feedback import Feedback
 
     fb = feedback or Feedback()
+    if int(min_pixels) < 1:
+        raise InputError(f"the minimum object size is a pixel count of at least 1, got {min_pixels}")
     valid = np.asarray(valid, bool) & np.isfinite(scores)
     th = threshold(scores, valid, percentile, false_alarm_rate)
     m = valid & (np.where(valid, scores, -np.inf) > th.value)
@@ -297,8 +299,6 @@ def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: O
             dropped = (f"; {int(small.sum())} object(s) of fewer than {int(min_pixels)} pixels dropped "
                        f"({n} before)")
             labels, n = label_objects(m)
-    elif int(min_pixels) < 1:
-        raise InputError(f"the minimum object size is a pixel count of at least 1, got {min_pixels}")
     gt = georef.geotransform if georef is not None and georef.geotransform is not None else None
     table = object_table(labels, n, scores, gt)
     res = ObjectsResult(th, m, labels, table, anomalous_pixels=int(m.sum()))

@@ -36,10 +36,13 @@ def layer_nodata(alg, parameters, name, context):
     """The no-data values and ranges the analyst set on the layer in QGIS (Properties ▸ Transparency ▸
     additional no data values), every band's: QGIS hides those pixels, so they must not shape the statistics
     either. ((lo, hi), ...); none for research files, which are paths, not layers."""
-    if research_path(parameters, name):
-        return ()
-    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    layer = input_layer(alg, parameters, name, context)
     return user_nodata(layer) if layer is not None else ()
+
+
+def input_layer(alg, parameters, name, context):
+    """The raster layer behind a raster parameter, or None (a research file's path is not a layer)."""
+    return None if research_path(parameters, name) else alg.parameterAsRasterLayer(parameters, name, context)
 
 
 def user_nodata(layer):
@@ -65,9 +68,7 @@ def add_nodata_parameter(alg, file_switch=True):
 def layer_ignores_file_nodata(alg, parameters, name, context):
     """True where the analyst unticked the layer's "No data value" (Properties ▸ Transparency) on a band that
     declares one: QGIS then shows those pixels as data."""
-    if research_path(parameters, name):
-        return False
-    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    layer = input_layer(alg, parameters, name, context)
     if layer is None:
         return False
     dp = layer.dataProvider()
@@ -98,7 +99,7 @@ def add_extent_parameter(alg):
 
 def extent_argument(alg, parameters, context):
     """EXTENT in the raster's own CRS (QGIS reprojects it from whatever CRS the analyst drew it in), or None."""
-    layer = None if research_path(parameters, "INPUT") else alg.parameterAsRasterLayer(parameters, "INPUT", context)
+    layer = input_layer(alg, parameters, "INPUT", context)
     crs = layer.crs() if layer is not None else QgsCoordinateReferenceSystem()
     rect = alg.parameterAsExtent(parameters, "EXTENT", context, crs)
     if rect is None or rect.isNull() or rect.isEmpty():
