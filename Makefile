@@ -63,7 +63,7 @@ demo: setup
 		BANDS=100 STRATEGY=auto DETECTOR=rx DEVICE=cpu OUTPUT=$$out 2>&1 | grep -E "bundled model|^ERROR" ; \
 	test -s $$out && \
 	$(VENV)/bin/fers-qgis-process run fers:evaluate -- SCORE=$$out \
-		GROUND_TRUTH=$(ROOT)/resources/sample/abu-airport-2_gt.tif 2>/dev/null | grep '^AUC' && \
+		GROUND_TRUTH=$(ROOT)/resources/sample/abu-airport-2_gt.tif 2>/dev/null | grep '^AUC:' && \
 	echo "CRS of the map: $$(gdalsrsinfo -o epsg $$out | grep EPSG)" && \
 	echo "anomaly map written to: $$out"
 
