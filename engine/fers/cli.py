@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
                                      "8-connected group of anomalous pixels, with area, peak and mean score")
     d.add_argument("--min-pixels", type=int, default=1, metavar="N",
-                   help="mask/objects: drop objects of fewer than N pixels (isolated noisy pixels); default 1 = keep all")
+                   help="mask/objects: drop objects of fewer than N pixels (isolated noisy pixels); "
+                        "default 1 = keep all")
     th = d.add_mutually_exclusive_group()
     th.add_argument("--threshold-percentile", type=float, metavar="P",
                     help="mask/objects: anomalous = score above the P-th percentile of valid scores (default 99.5)")

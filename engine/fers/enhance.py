@@ -74,6 +74,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
         band_meta = [{"wavelength": f"{src.wavelengths[b]:.4f}", "wavelength_units": "Nanometers"} for b in idx]
     meta = {"FERS_VERSION": __version__, "FERS_CUBE": formula, "FERS_SCALE_MIN": lo, "FERS_SCALE_MAX": hi,
             "FERS_MODEL": mdl.source, "FERS_SOURCE": os.path.basename(input)}
-    write_raster(output, list(out), window_georef(src.georef, window), nodata, names, meta, band_metadata=band_meta, feedback=feedback)
+    write_raster(output, list(out), window_georef(src.georef, window), nodata, names, meta, band_metadata=band_meta,
+                 feedback=feedback)
     feedback.progress(1.0, "done")
     return {"output": output, "bands": len(idx), "cube": formula, "seconds": time.perf_counter() - t0, "device": dev}

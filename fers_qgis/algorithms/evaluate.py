@@ -10,7 +10,8 @@ from .detect import raster_source
 ROC3D_OUTPUTS = {"AUC_DT": "AUC(D,τ): detectability", "AUC_FT": "AUC(F,τ): background (lower = better suppressed)",
                  "AUC_TD": "AUC_TD = AUC(D,F) + AUC(D,τ)", "AUC_BS": "AUC_BS = AUC(D,F) − AUC(F,τ)",
                  "AUC_TDBS": "AUC_TDBS = AUC(D,τ) − AUC(F,τ)", "AUC_SNPR": "AUC_SNPR = AUC(D,τ) / AUC(F,τ)",
-                 "AUC_OD": "AUC_OD = AUC(D,F) + AUC(D,τ) − AUC(F,τ)", "AUC_ODP": "AUC_ODP = AUC(D,τ) + 1 − AUC(F,τ)"}
+                 "AUC_OD": "AUC_OD = AUC(D,F) + AUC(D,τ) − AUC(F,τ)",
+                 "AUC_ODP": "AUC_ODP = AUC(D,τ) + 1 − AUC(F,τ)"}
 
 
 class EvaluateAlgorithm(FersAlgorithm):

@@ -30,7 +30,8 @@ def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "th
     ymax, in the raster's CRS): every pixel the extent touches, clipped to the raster."""
     xmin, ymin, xmax, ymax = map(float, extent)
     if not (xmax > xmin and ymax > ymin):
-        raise InputError(f"the extent must run from low to high: got x {xmin:.10g} to {xmax:.10g}, y {ymin:.10g} to {ymax:.10g}")
+        raise InputError(f"the extent must run from low to high: got x {xmin:.10g} to {xmax:.10g}, "
+                         f"y {ymin:.10g} to {ymax:.10g}")
     gt = georef.geotransform if georef is not None else None
     if gt is None:
         raise InputError(f"{what} carries no georeferencing: an extent cannot be placed on it")
@@ -42,10 +43,9 @@ def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "th
     x0, x1 = max(0, int(np.floor(cols[0] + 1e-9))), min(width, int(np.ceil(cols[1] - 1e-9)))
     y0, y1 = max(0, int(np.floor(rows[0] + 1e-9))), min(height, int(np.ceil(rows[1] - 1e-9)))
     if x1 <= x0 or y1 <= y0:
-        ext = (gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3])
-        raise InputError(f"the extent {xmin:.10g}, {ymin:.10g}, {xmax:.10g}, {ymax:.10g} does not overlap {what} (its extent: "
-                         f"{min(ext[0], ext[2]):.10g}, {min(ext[1], ext[3]):.10g}, {max(ext[0], ext[2]):.10g}, "
-                         f"{max(ext[1], ext[3]):.10g}, in its CRS)")
+        xs, ys = sorted((gt[0], gt[0] + width * gt[1])), sorted((gt[3], gt[3] + height * gt[5]))
+        raise InputError(f"the extent {xmin:.10g}, {ymin:.10g}, {xmax:.10g}, {ymax:.10g} does not overlap {what} "
+                         f"(its extent: {xs[0]:.10g}, {ys[0]:.10g}, {xs[1]:.10g}, {ys[1]:.10g}, in its CRS)")
     return x0, y0, x1 - x0, y1 - y0
 
 
