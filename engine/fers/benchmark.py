@@ -42,7 +42,7 @@ from .errors import Cancelled, FersError, InputError, ModelError, OutputError
 from .feedback import Feedback
 from .io import had100_scenes, load_ground_truth, open_source
 from .io.atomic import atomic_path
-from .metrics import roc_auc, roc_curve
+from .metrics import roc3d, roc_curve
 from .pipeline import DETECTORS, STRATEGIES, resolve_strategy, score_scene
 from .preprocess import scale_cube, select_bands
 
@@ -52,7 +52,8 @@ TRUTH_EXTENSIONS = (".tif", ".tiff", ".png", ".mat", ".npy", ".img", ".dat", ".v
 TRUTH_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_groundtruth", "_truth")
 CSV_COLUMNS = ("scene", "bands", "strategy", "resolved_strategy", "detector", "model", "auc", "seconds",
                "model_seconds", "detector_seconds", "status", "reason", "bands_requested", "scene_bands", "height",
-               "width", "valid_pixels", "anomalies", "device", "source", "truth")
+               "width", "valid_pixels", "anomalies", "device", "source", "truth",
+               "auc_dt", "auc_ft")  # 3D ROC (fers.metrics.roc3d): detectability, background suppression
 NEEDS_SPE = ("spectral", "multiplicative", "additive")
 NEEDS_SPA = ("spatial", "multiplicative", "additive")
 
@@ -483,7 +484,8 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                         t0 = time.perf_counter()
                         scores, info = score_scene(cube, valid, name, det, mdl, dev, run_fb, rx_trim=rx_trim)
                         seconds = time.perf_counter() - t0
-                        auc = roc_auc(scores, gt, aval)
+                        areas = roc3d(scores, gt, aval)
+                        auc = areas["auc_df"]
                     except Cancelled:
                         raise
                     except FersError as e:
@@ -491,7 +493,8 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                         row.update(status="error", reason=str(e))
                         rows.append(row)
                         continue
-                    row.update(status="ok", auc=auc, seconds=seconds, model_seconds=info.get("model_seconds", 0.0),
+                    row.update(status="ok", auc=auc, auc_dt=areas["auc_dt"], auc_ft=areas["auc_ft"],
+                               seconds=seconds, model_seconds=info.get("model_seconds", 0.0),
                                detector_seconds=info.get("detector_seconds", 0.0),
                                model=os.path.basename(mdl.source.rstrip("/")) if mdl is not None else "")
                     rows.append(row)
@@ -550,7 +553,8 @@ def _row(base: dict, n: int, count: Optional[int], strategy: str, detector: str,
     row = {c: "" for c in CSV_COLUMNS}
     row.update(base)
     row.update(bands=count if count is not None else (n or ""), bands_requested=n, strategy=strategy,
-               resolved_strategy=resolved, detector=detector, status=status, reason=reason, auc=None, seconds=None,
+               resolved_strategy=resolved, detector=detector, status=status, reason=reason, auc=None, auc_dt=None,
+               auc_ft=None, seconds=None,
                model_seconds=None, detector_seconds=None, model="", **extra)
     return row
 
@@ -614,7 +618,7 @@ def _csv(rows) -> str:
     w.writeheader()
     for r in rows:
         r2 = dict(r)
-        for k in ("auc",):
+        for k in ("auc", "auc_dt", "auc_ft"):
             r2[k] = "" if r[k] is None else f"{r[k]:.6f}"
         for k in ("seconds", "model_seconds", "detector_seconds"):
             r2[k] = "" if r[k] is None else f"{r[k]:.4f}"

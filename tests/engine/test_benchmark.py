@@ -85,8 +85,12 @@ def test_harness_auc_equals_textbook_rx_and_records_what_it_skips(had100, tmp_pa
     with open(out / "results.csv") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == len(res.rows)
-    for col in ("scene", "strategy", "detector", "bands", "auc", "seconds", "model_seconds", "detector_seconds", "model"):
+    for col in ("scene", "strategy", "detector", "bands", "auc", "seconds", "model_seconds", "detector_seconds", "model",
+                "auc_dt", "auc_ft"):
         assert col in table[0]
+    # 3D ROC (tests/engine/test_metrics.py checks the areas): every scored row has them, anomalies above background
+    scored = [r for r in table if r["status"] == "ok"]
+    assert scored and all(0 <= float(r["auc_ft"]) < float(r["auc_dt"]) <= 1 for r in scored)
     md = (out / "results.md").read_text()
     assert "| scene | bands | none | spectral | auto |" in md and "## Mean AUC" in md and "only 120 bands" in md
     js = json.loads((out / "results.json").read_text())
