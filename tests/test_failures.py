@@ -5,6 +5,7 @@ asserting the message and that no output (and no temporary file) is left in the 
 """
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from analyst_helpers import tiny_checkpoint, write_envi
 from conftest import VENV_BIN, WEIGHTS, fers, mat_scene, numpy_rx, qgis_process, read_geotiff, write_geotiff
+from fers.errors import InputError
 
 AUTHORS_100 = os.path.join(WEIGHTS, "fers-reference", "aviris_ng-100bands")
 
@@ -271,3 +273,50 @@ def test_nan_and_inf_pixels_are_left_out_and_stay_nodata(tmp_path):
         scores, _, _, nodata = read_geotiff(out)
         assert nodata == -9999.0 and np.array_equal(scores[0] == nodata, bad)
         np.testing.assert_allclose(scores[0][~bad], expected, rtol=2e-4, atol=1e-6)
+
+
+def test_a_job_too_large_for_the_memory_left_is_refused_before_reading(tmp_path, monkeypatch):
+    """The estimate (fers.memory: 3 × the float32 cube + 1 GB with the networks, 1.6 × + 0.3 GB for RX) against
+    a cap of 500 MB: fusion on 100 bands of a 100×100 scene (4 MB cube → 1.01 GB) is refused with one line and
+    no output, through the engine, the CLI and qgis_process; RX on it (0.30 GB) runs."""
+    from fers.memory import check_fits
+    from fers.pipeline import detect
+
+    scene = _scene(tmp_path, bands=120)  # abu-airport-2: 100×100 px
+    message = "100×100 px × 100 bands needs about 1.0 GB of memory, but 0.5 GB are left (FERS_MEMORY_LIMIT_MB)"
+    monkeypatch.setenv("FERS_MEMORY_LIMIT_MB", "500")
+    with pytest.raises(InputError, match=re.escape(message)):
+        detect(scene, str(tmp_path / "e.tif"), bands=100, strategy="additive", device="cpu")
+    assert not (tmp_path / "e.tif").exists()
+    assert detect(scene, None, bands=100, strategy="none", device="cpu").valid.all()
+    check_fits(100, 100, 100, "rx")  # 0.30 GB: fits
+    env = {"FERS_MEMORY_LIMIT_MB": "500"}
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    r = fers("detect", scene, out, "--bands", "100", "--strategy", "additive", env=env)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    _no_output(out.parent, out)
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", "BANDS=100", "STRATEGY=additive", f"OUTPUT={out}",
+                     env=env)
+    assert r.returncode != 0 and message in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    _no_output(out.parent, out)
+    monkeypatch.setenv("FERS_MEMORY_LIMIT_MB", "lots")
+    with pytest.raises(InputError, match="FERS_MEMORY_LIMIT_MB must be a number of megabytes"):
+        check_fits(1, 1, 1, "rx")
+
+
+def test_the_memory_left_in_a_container_counts_its_page_cache_as_free(tmp_path, monkeypatch):
+    """cgroup v2: limit 8 GiB, 7 GiB in use of which 6 GiB page cache → 7 GiB left, not 1."""
+    from fers import memory
+
+    files = {"/sys/fs/cgroup/memory.max": str(8 * 1024 ** 3), "/sys/fs/cgroup/memory.current": str(7 * 1024 ** 3),
+             "/sys/fs/cgroup/memory.stat": f"anon {1024 ** 3}\nfile {6 * 1024 ** 3}\n"}
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        return real_open(tmp_path / os.path.basename(path), *a, **kw) if path in files else real_open(path, *a, **kw)
+
+    for path, text in files.items():
+        (tmp_path / os.path.basename(path)).write_text(text)
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert memory._cgroup() == 7 * 1024 ** 3

@@ -19,6 +19,7 @@ from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
 from .io.source import require_valid
 from .io.raster import window_georef
+from .memory import check_fits
 from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_band_list, resolve_model, source_window
 from .preprocess import scale_cube, select_bands
 
@@ -53,6 +54,8 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     if len(idx) != mdl.bands:
         raise ModelError(f"the model {mdl.describe()} was trained on {mdl.bands} bands, but {len(idx)} are selected")
     window = source_window(src, extent, feedback)
+    width, height = window[2:] if window else (src.width, src.height)
+    check_fits(len(idx), height, width, "enhance", feedback)
     cube, valid = src.read(idx, window)
     require_valid(src, idx, valid, window)
     feedback.progress(0.1, "read")

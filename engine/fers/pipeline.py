@@ -19,6 +19,7 @@ from .feedback import Feedback
 from .io import Georef, check_output_path, load_ground_truth, open_source, write_raster
 from .io.raster import extent_window, window_georef
 from .io.source import require_valid
+from .memory import check_fits
 from .preprocess import BandList, band_ranges, resolve_bands, scale_cube, select_bands
 from .wavelengths import plan_bands
 
@@ -294,6 +295,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
     window = source_window(src, extent, feedback)
+    width, height = window[2:] if window else (src.width, src.height)
+    heavy = (mdl is not None and strategy != "none") or detector == "ae"
+    check_fits(max(len(idx), mdl.bands if mdl is not None else 0), height, width, "networks" if heavy else "rx",
+               feedback)
     cube, valid = plan.read(src, window)
     require_valid(src, idx, valid, window)
     georef = window_georef(src.georef, window)

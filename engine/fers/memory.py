@@ -1,0 +1,78 @@
+"""Will a job fit in memory? Checked before a raster is read, so that a scene too large for the machine
+gets a clear error instead of the kernel's OOM killer, which on Linux ends the whole process: in the
+desktop, QGIS itself, with the analyst's unsaved project.
+
+Peak memory is estimated from the cube's size with the factors measured by ``make bench-speed``
+(2048×2048×200, fusion B: peak RSS 2.6× the float32 cube; RX alone 1.5×), rounded up, plus torch and
+the networks. Available memory is the kernel's MemAvailable plus free swap, capped by the cgroup limit
+of a container and by ``FERS_MEMORY_LIMIT_MB`` (an analyst's or an administrator's cap on a shared
+machine). Where none of these can be read (not Linux), nothing is checked.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .errors import InputError
+
+GB = 1024 ** 3
+# peak bytes ≈ factor × cube bytes + base (see the module docstring)
+PEAK = {"networks": (3.0, 1.0 * GB), "rx": (1.6, 0.3 * GB), "enhance": (3.0, 1.0 * GB)}
+
+
+def _meminfo() -> Optional[float]:
+    try:
+        with open("/proc/meminfo") as f:
+            kb = {line.split(":")[0]: float(line.split()[1]) for line in f if len(line.split()) >= 2}
+    except (OSError, ValueError):
+        return None
+    if "MemAvailable" not in kb:
+        return None
+    return (kb["MemAvailable"] + kb.get("SwapFree", 0.0)) * 1024
+
+
+def _cgroup() -> Optional[float]:
+    """The cgroup v2 limit left: memory.current counts the page cache, which the kernel gives back under
+    pressure, so the file pages are left out of what is used (else a container that has read a lot of files
+    would look full)."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = float(f.read().strip())
+        with open("/sys/fs/cgroup/memory.stat") as f:
+            stat = {line.split()[0]: float(line.split()[1]) for line in f if len(line.split()) == 2}
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, float(limit) - (used - stat.get("file", 0.0)))
+
+
+def available_bytes() -> tuple:
+    """(bytes this process may still use or None when unknown, what limits it)."""
+    found = [(v, why) for v, why in ((_meminfo(), "available memory and free swap"),
+                                     (_cgroup(), "the container's memory limit")) if v is not None]
+    cap = os.environ.get("FERS_MEMORY_LIMIT_MB")
+    if cap:
+        try:
+            found.append((float(cap) * 1024 ** 2, "FERS_MEMORY_LIMIT_MB"))
+        except ValueError:
+            raise InputError(f"FERS_MEMORY_LIMIT_MB must be a number of megabytes, got '{cap}'") from None
+    return min(found, key=lambda t: t[0]) if found else (None, "")
+
+
+def check_fits(bands: int, height: int, width: int, job: str, feedback=None) -> None:
+    """Refuse a job whose estimated peak exceeds what is available; warn above 60 % of it."""
+    factor, base = PEAK[job]
+    need = factor * 4.0 * bands * height * width + base
+    avail, why = available_bytes()
+    if avail is None:
+        return
+    size = f"{width}×{height} px × {bands} bands"
+    if need > avail:
+        raise InputError(f"{size} needs about {need / GB:.1f} GB of memory, but {avail / GB:.1f} GB are left "
+                         f"({why}): work on an area of the raster (EXTENT / --extent), use fewer bands, or free "
+                         "memory; nothing was read")
+    if feedback is not None and need > 0.6 * avail:
+        feedback.warn(f"{size} will use about {need / GB:.1f} of the {avail / GB:.1f} GB left ({why})")
