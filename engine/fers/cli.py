@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -62,7 +63,9 @@ def cmd_evaluate(args, fb):
 
     res = evaluate(args.score, args.gt, roc=args.roc, gt_variable=args.gt_variable, feedback=fb)
     if args.json:
-        print(json.dumps(res.__dict__))
+        # strict JSON: AUC_SNPR is infinite when every background pixel scores the minimum (a binary map)
+        areas = {k: (v if math.isfinite(v) else None) for k, v in res.roc3d.items()}
+        print(json.dumps(dict(res.__dict__, roc3d=areas), allow_nan=False))
     else:
         print(f"{res.auc:.6f}")
 
@@ -160,7 +163,6 @@ def cmd_models(args, fb):
 
 def cmd_info(args, fb):
     from .io import open_source
-
     from .preprocess import band_ranges
 
     src = open_source(args.input, args.variable)

@@ -57,6 +57,23 @@ def test_evaluate_writes_roc_png_and_html(scene_tifs, tmp_path):
         assert open(tmp_path / f"roc{ext}", "rb").read(len(magic)) == magic
 
 
+def test_evaluate_json_is_strict_json_even_for_a_binary_map(scene_tifs, tmp_path):
+    """The ground truth scored against itself: AUC 1, every background pixel at the minimum, so AUC(F,τ) = 0 and
+    AUC_SNPR is infinite; --json says null there (strict JSON parsers reject Infinity)."""
+    import json
+
+    _, gt = scene_tifs["abu-airport-2"]
+    r = fers("-q", "evaluate", gt, gt, "--json")
+    assert r.returncode == 0, r.stderr
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    out = json.loads(r.stdout, parse_constant=refuse)
+    assert out["auc"] == 1.0 and out["roc3d"]["auc_ft"] == 0.0 and out["roc3d"]["auc_dt"] == 1.0
+    assert out["roc3d"]["auc_snpr"] is None and out["roc3d"]["auc_odp"] == 2.0
+
+
 @pytest.mark.parametrize("args,message", [
     (["detect", "{tif}", "{out}", "--bands", "300"], "asks for the first 300 bands, but the raster has only 205"),
     (["detect", "/etc/hostname", "{out}"], "is not a raster GDAL can read"),
