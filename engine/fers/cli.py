@@ -163,19 +163,19 @@ def cmd_models(args, fb):
 
 def cmd_info(args, fb):
     from .io import open_source
+    from .io.raster import raster_extent
     from .preprocess import band_ranges
 
     src = open_source(args.input, args.variable)
-    gt, wl = src.georef.geotransform, src.wavelengths
+    wl = src.wavelengths
+    extent = raster_extent(src.georef, src.width, src.height)
     d = {"path": src.path, "width": src.width, "height": src.height, "bands": src.band_count,
          "crs": bool(src.georef.crs_wkt), "geotransform": src.georef.geotransform, "nodata": src.nodata,
          "wavelengths": src.wavelengths is not None, "ground_truth": src.ground_truth() is not None,
          # bands whose values are stored × scale + offset (GDAL metadata), read as QGIS shows them
          "scaled_bands": sum(so is not None for so in src.scale_offset),
          # what --extent and a --band-list by wavelength can refer to
-         "extent": ([min(gt[0], gt[0] + src.width * gt[1]), min(gt[3], gt[3] + src.height * gt[5]),
-                     max(gt[0], gt[0] + src.width * gt[1]), max(gt[3], gt[3] + src.height * gt[5])]
-                    if gt is not None and not (gt[2] or gt[4]) else None),
+         "extent": list(extent) if extent is not None else None,
          "wavelength_range_nm": [round(min(wl), 3), round(max(wl), 3)] if wl is not None else None,
          "bad_bands": band_ranges(sorted(src.bad_bands or ()))}
     print(json.dumps(d, indent=1))

@@ -17,11 +17,9 @@ from .device import resolve_device
 from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
-from .io.source import require_valid
-from .io.raster import window_georef
-from .memory import check_fits
-from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, resolve_band_list, resolve_model, source_window
+from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, read_scene, resolve_band_list, resolve_model
 from .preprocess import scale_cube, select_bands
+from .wavelengths import BandPlan
 
 BRANCHES = ("both", "spectral", "spatial")
 
@@ -53,11 +51,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     idx = select_bands(src.band_count, bands)
     if len(idx) != mdl.bands:
         raise ModelError(f"the model {mdl.describe()} was trained on {mdl.bands} bands, but {len(idx)} are selected")
-    window = source_window(src, extent, feedback)
-    width, height = window[2:] if window else (src.width, src.height)
-    check_fits(len(idx), height, width, "enhance", feedback)
-    cube, valid = src.read(idx, window)
-    require_valid(src, idx, valid, window)
+    cube, valid, georef = read_scene(src, BandPlan(idx), extent, "enhance", feedback)
     feedback.progress(0.1, "read")
     cube, (lo, hi) = scale_cube(cube, valid)
     feedback.check()
@@ -77,7 +71,6 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
         band_meta = [{"wavelength": f"{src.wavelengths[b]:.4f}", "wavelength_units": "Nanometers"} for b in idx]
     meta = {"FERS_VERSION": __version__, "FERS_CUBE": formula, "FERS_SCALE_MIN": lo, "FERS_SCALE_MAX": hi,
             "FERS_MODEL": mdl.source, "FERS_SOURCE": os.path.basename(input)}
-    write_raster(output, list(out), window_georef(src.georef, window), nodata, names, meta, band_metadata=band_meta,
-                 feedback=feedback)
+    write_raster(output, list(out), georef, nodata, names, meta, band_metadata=band_meta, feedback=feedback)
     feedback.progress(1.0, "done")
     return {"output": output, "bands": len(idx), "cube": formula, "seconds": time.perf_counter() - t0, "device": dev}

@@ -46,7 +46,10 @@ def roc_auc(scores, labels, valid=None) -> float:
     Computed from average ranks (Mann–Whitney U), which equals the trapezoidal
     area under the full ROC curve.
     """
-    s, y = _prepare(scores, labels, valid)
+    return _auc(*_prepare(scores, labels, valid))
+
+
+def _auc(s: np.ndarray, y: np.ndarray) -> float:
     r = rankdata(s)
     npos = y.sum()
     nneg = y.size - npos
@@ -59,7 +62,7 @@ def roc3d(scores, labels, valid=None) -> dict:
     s, y = _prepare(scores, labels, valid)
     lo, hi = float(s.min()), float(s.max())
     t = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
-    df, dt, ft = roc_auc(scores, labels, valid), float(t[y].mean()), float(t[~y].mean())
+    df, dt, ft = _auc(s, y), float(t[y].mean()), float(t[~y].mean())
     return {"auc_df": df, "auc_dt": dt, "auc_ft": ft, "auc_td": df + dt, "auc_bs": df - ft, "auc_tdbs": dt - ft,
             "auc_snpr": dt / ft if ft > 0 else float("inf"), "auc_od": df + dt - ft, "auc_odp": dt + 1 - ft}
 

@@ -20,8 +20,8 @@ from .io import Georef, check_output_path, load_ground_truth, open_source, write
 from .io.raster import extent_window, window_georef
 from .io.source import require_valid
 from .memory import check_fits
-from .preprocess import BandList, band_ranges, resolve_bands, scale_cube, select_bands
-from .wavelengths import plan_bands
+from .preprocess import BandList, band_ranges, scale_cube, select_bands
+from .wavelengths import BandPlan, plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
 DETECTORS = ("rx", "ae")
@@ -203,23 +203,29 @@ def resolve_model(model, device: str, feedback: Feedback):
     return model.to(device)
 
 
-def source_window(src, extent, feedback: Feedback):
-    """The pixel window an ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) touches, said in the log;
-    None for the whole raster."""
-    if extent is None:
-        return None
-    window = extent_window(src.georef, (src.width, src.height), extent, os.path.basename(src.path))
-    x0, y0, w, h = window
-    feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
-                  f"{src.width}×{src.height} px)")
-    return window
+def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback) -> tuple:
+    """(cube, valid, georef) as ``plan`` reads ``src``, the way detect and enhance read: only the window an
+    ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) touches, said in the log; refused beforehand if
+    the cube would not fit in memory as ``job`` (``fers.memory``); a read with no valid pixel diagnosed
+    (``require_valid``)."""
+    window = None
+    if extent is not None:
+        window = extent_window(src.georef, (src.width, src.height), extent, os.path.basename(src.path))
+        x0, y0, w, h = window
+        feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
+                      f"{src.width}×{src.height} px)")
+    width, height = window[2:] if window else (src.width, src.height)
+    check_fits(max(len(plan.indices), plan.band_count), height, width, job, feedback)
+    cube, valid = plan.read(src, window)
+    require_valid(src, plan.indices, valid, window)
+    return cube, valid, window_georef(src.georef, window)
 
 
 def resolve_band_list(bands, src, feedback: Feedback):
     """A band list's wavelength items as bands of ``src`` (``preprocess.BandList``), said in the log."""
     if not isinstance(bands, BandList):
         return bands
-    idx = resolve_bands(bands, src)
+    idx = bands.resolve(src.wavelengths, src.band_count)
     feedback.info(f"band list '{bands.text}': bands {band_ranges(idx)} of the raster ({len(idx)})")
     return idx
 
@@ -294,14 +300,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     idx = plan.indices
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
-    window = source_window(src, extent, feedback)
-    width, height = window[2:] if window else (src.width, src.height)
     heavy = (mdl is not None and strategy != "none") or detector == "ae"
-    check_fits(max(len(idx), mdl.bands if mdl is not None else 0), height, width, "networks" if heavy else "rx",
-               feedback)
-    cube, valid = plan.read(src, window)
-    require_valid(src, idx, valid, window)
-    georef = window_georef(src.georef, window)
+    cube, valid, georef = read_scene(src, plan, extent, "networks" if heavy else "rx", feedback)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
     if n_invalid:

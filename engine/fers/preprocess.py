@@ -22,7 +22,7 @@ def parse_band_list(text: str):
 
     Items may also be wavelengths, as an analyst thinks of bands: '400-1340nm' (every band whose centre lies
     in the range, ends included), '2.2um' (the band nearest that wavelength). A list with any such item comes
-    back as a ``BandList``, resolved against the raster's band centres once it is open (``resolve_bands``).
+    back as a ``BandList``, resolved against the raster's band centres once it is open (``BandList.resolve``).
     """
     numbers, wavelengths = [], []
     for part in str(text).replace(" ", "").lower().split(","):
@@ -75,14 +75,6 @@ class BandList:
                                  f"{c.min():.1f} to {c.max():.1f} nm")
             out.extend(hit)
         return select_bands(band_count, sorted(set(out)))
-
-
-def resolve_bands(bands, src):
-    """``bands`` (N, a list of 0-based bands or a ``BandList``) with wavelength items turned into bands of
-    ``src``; anything else as it is."""
-    if isinstance(bands, BandList):
-        return bands.resolve(getattr(src, "wavelengths", None), src.band_count)
-    return bands
 
 
 def band_ranges(idx: Sequence[int]) -> str:

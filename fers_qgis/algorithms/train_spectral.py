@@ -21,8 +21,9 @@ def layer_sources(alg, parameters, name, context):
 def layers_nodata(alg, parameters, names, context):
     """{source: ((lo, hi), ...)}: each layer's additional no-data values (Properties ▸ Transparency), which QGIS
     hides and training must not sample either (fers:detect's layer_nodata, per layer)."""
-    layers = [lyr for name in names for lyr in alg.parameterAsLayerList(parameters, name, context)]
-    return {lyr.source(): user_nodata(lyr) for lyr in layers if user_nodata(lyr)}
+    found = {lyr.source(): user_nodata(lyr) for name in names for lyr in alg.parameterAsLayerList(parameters, name,
+                                                                                                  context)}
+    return {source: ranges for source, ranges in found.items() if ranges}
 
 
 def add_training_parameters(alg, default_bands=100):

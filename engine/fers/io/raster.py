@@ -25,6 +25,15 @@ class Georef:
         return bool(self.crs_wkt) or self.geotransform is not None
 
 
+def raster_extent(georef: Optional[Georef], width: int, height: int) -> Optional[tuple]:
+    """(xmin, ymin, xmax, ymax) of a north-up raster in its CRS; None without a geotransform or on a rotated grid."""
+    gt = georef.geotransform if georef is not None else None
+    if gt is None or gt[2] or gt[4]:
+        return None
+    xs, ys = sorted((gt[0], gt[0] + width * gt[1])), sorted((gt[3], gt[3] + height * gt[5]))
+    return xs[0], ys[0], xs[1], ys[1]
+
+
 def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "the raster") -> tuple:
     """The pixel window (x0, y0, w, h) of ``size`` (width, height) that covers ``extent`` (xmin, ymin, xmax,
     ymax, in the raster's CRS): every pixel the extent touches, clipped to the raster."""
@@ -43,9 +52,9 @@ def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "th
     x0, x1 = max(0, int(np.floor(cols[0] + 1e-9))), min(width, int(np.ceil(cols[1] - 1e-9)))
     y0, y1 = max(0, int(np.floor(rows[0] + 1e-9))), min(height, int(np.ceil(rows[1] - 1e-9)))
     if x1 <= x0 or y1 <= y0:
-        xs, ys = sorted((gt[0], gt[0] + width * gt[1])), sorted((gt[3], gt[3] + height * gt[5]))
+        own = ", ".join(f"{v:.10g}" for v in raster_extent(georef, width, height))
         raise InputError(f"the extent {xmin:.10g}, {ymin:.10g}, {xmax:.10g}, {ymax:.10g} does not overlap {what} "
-                         f"(its extent: {xs[0]:.10g}, {ys[0]:.10g}, {xs[1]:.10g}, {ys[1]:.10g}, in its CRS)")
+                         f"(its extent: {own}, in its CRS)")
     return x0, y0, x1 - x0, y1 - y0
 
 
