@@ -6,7 +6,7 @@ strategies on the raw bands too (so that what the detector gains alone is visibl
 with the FERS authors' checkpoint of that band count (aviris_ng-100bands, aviris-200bands), and
 the default (bundled) model with strategy spectral, fusion A (multiplicative) and fusion B
 (additive). The enhanced runs, the authors' included, use what ``fers detect`` uses for them: the
-trimmed RX of fers.detect.rx (bench/trimmed_rx.py chose it). Ground truth is read only for the AUC.
+trimmed RX of fers.detect.rx (research/trimmed_rx.py chose it). Ground truth is read only for the AUC.
 Seconds per scene are scoring time (features + detector), reading excluded.
 
 The groups "background anomalies" and "implanted targets" are not evaluations: those are
@@ -108,7 +108,7 @@ def spe_features(cube, spe):
 
 def rx_auc(x, valid, gt, counted, trim=0.0):
     """ROC AUC of RX on a cube over the counted pixels. trim 0: the plain RX with which every recipe and seed
-    decision was made (scripts/device_recipes.py keeps it, so its pre-registered baseline still applies)."""
+    decision was made (research/device_recipes.py keeps it, so its pre-registered baseline still applies)."""
     scores = rx(np.asarray(x, dtype=np.float32), valid, trim=trim)[0]
     return float(roc_auc(scores, gt, counted & np.isfinite(scores)))
 

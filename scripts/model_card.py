@@ -125,7 +125,7 @@ def main(model_path, facts_path, csv_path, out_path):
         + (f"; epochs {', '.join(map(str, tr['collapsed_epochs']))} had collapsed (F_spa constant) and were "
            "never eligible." if tr.get("collapsed_epochs") else "."),
         *([f"- F_spe gain: {meta['spe_gain']} (the FPL's last convolution scaled after training, so every strategy "
-           f"scores H + {meta['spe_gain']}·F_spe; chosen by bench/spe_gain.py's rule)."] if meta.get("spe_gain") else []),
+           f"scores H + {meta['spe_gain']}·F_spe; chosen by research/spe_gain.py's rule)."] if meta.get("spe_gain") else []),
         f"- Hardware: {facts['hardware']}.",
         *([f"- Changes from the first release: {facts['changes']}"] if facts.get("changes") else []),
         f"- Validation loss: stage 1 "
@@ -139,7 +139,7 @@ def main(model_path, facts_path, csv_path, out_path):
         "a first pass, left out of the background statistics) on the raw bands too; RX(H + F_spe) with the "
         "authors' HAD100-trained checkpoint of this band count; this model with strategy spectral, fusion A "
         "(multiplicative) and fusion B (additive). The enhanced columns, the authors' included, are scored with "
-        "the trimmed RX, the default of `fers detect` for them since bench/trimmed_rx.py chose it (`RX_TRIM` / "
+        "the trimmed RX, the default of `fers detect` for them since research/trimmed_rx.py chose it (`RX_TRIM` / "
         "`--rx-trim 0` gives the paper's plain RX). Ground truth used only "
         "for these figures. The groups 'background anomalies' and 'implanted targets' are not evaluations: the "
         "training scenes' own anomalies (masked out of every training patch), and 30 one-pixel targets per scene "

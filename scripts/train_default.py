@@ -51,7 +51,7 @@ RECIPE = {
     100: {"stage1": dict(trunk="wide_resnet50_2", epochs=12, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64,
                          seeds=[10, 11, 12, 13]),
           "stage2": PAPER_BUDGET,
-          # F_spe × 0.1 in the shipped model (H + 0.1·F_spe): chosen by bench/spe_gain.py's rule (CHANGES v5, v6)
+          # F_spe × 0.1 in the shipped model (H + 0.1·F_spe): chosen by research/spe_gain.py's rule (CHANGES v5, v6)
           "spe_gain": 0.1},
     200: {"band_stretch": 0.1,  # both stages: the Spa-FEN trains on the scenes its teacher saw
           "stage1": dict(trunk="wide_resnet50_2", epochs=6, steps_per_epoch=8, batch=8, lr=0.005, seed=10, patch=64),
@@ -62,7 +62,7 @@ RECIPE = {
 # batch 8, no band stretch) and what it did; figures are `make bench-accuracy` on each version's models.
 # Decided beforehand: a new recipe replaces the old one when fusion A's mean AUC on the background scenes'
 # own (masked, never trained on) anomalies does not drop by more than 0.001; evaluation scenes never choose.
-# v3's candidates were trained on a lent GPU by scripts/device_candidates.py, which applies the same rule.
+# v3's candidates were trained on a lent GPU by research/device_candidates.py, which applies the same rule.
 CHANGES = {
     100: "v2: stage 1 trained 12 × 8 steps instead of 6 × 8 (background-anomaly A 0.9965 → 0.9965; paper set "
          "A 0.9727 → 0.9719, B 0.9718 → 0.9720). v3: stage 2 at the paper's budget, 60 epochs × 16 "
@@ -72,8 +72,8 @@ CHANGES = {
          "at the paper's budget too (227 s on the H100): background-anomaly A 0.9961. v4: the Spe-FEN is "
          "an ensemble of four stage-1 runs, seeds 10-13 of the same recipe (seed 10 is v3's Spe-FEN; seeds 11-13 "
          "trained on an NVIDIA H100, 81 s), F_spe averaged, and stage 2 retrained against it at the paper's budget "
-         "(41 s). Why: seven seeds of the v3 recipe (10 and 11-16, scripts/device_seeds.py, "
-         "bench/ensemble_candidates.py) spread by ±0.0006 (100 bands) and ±0.0016 (200) in background-anomaly "
+         "(41 s). Why: seven seeds of the v3 recipe (10 and 11-16, research/device_seeds.py, "
+         "research/ensemble_candidates.py) spread by ±0.0006 (100 bands) and ±0.0016 (200) in background-anomaly "
          "spectral AUC, more than the 0.001 the recipe rule decides on (on the paper set, looked at only after the "
          "decision: ±0.0017 and ±0.0030). Rules fixed "
          "before any figure: the ensemble of seeds 10-13 could replace the single Spe-FEN if its background-anomaly "
@@ -86,14 +86,14 @@ CHANGES = {
          "shipped: spectral jitter σ 0.1 in stage 1 (smooth random per-band gains): background-anomaly spectral "
          "mean of seeds 11-14 0.99563 ± 0.00026 vs 0.99556 ± 0.00053 without, a difference (0.00007) below its "
          "standard error (0.00030), the adoption bar fixed beforehand. v5: F_spe halved (the FPL's "
-         "last convolution × 0.5, so every strategy scores H + 0.5·F_spe), adopted by the rule of bench/spe_gain.py "
+         "last convolution × 0.5, so every strategy scores H + 0.5·F_spe), adopted by the rule of research/spe_gain.py "
          "fixed beforehand (gains 0.5 and 2; paired implanted-target spectral difference over seeds 10-16 above "
          "twice its standard error, background-anomaly guard 0.001): gain 0.5 +0.0002 ± 0.0001, gain 2 −0.0000; "
          "at 200 bands neither passed (−0.0005 ± 0.0003, +0.0003 ± 0.0003), so that model keeps gain 1. F_spe "
          "is about a hundred times larger than the scaled H, so the gain moves little. Measured v4 → v5 (trimmed "
          "RX): paper set spectral 0.9746 → 0.9751, A 0.9763 → 0.9762, B 0.9743 → 0.9747; other held-out spectral "
          "0.9610 → 0.9621, A 0.9676 → 0.9676, B 0.9611 → 0.9622; background anomalies A 0.9967 → 0.9968. "
-         "v6 (this model): F_spe × 0.1 (relative to the trained FPL), adopted by bench/spe_gain.py's round 2, "
+         "v6 (this model): F_spe × 0.1 (relative to the trained FPL), adopted by research/spe_gain.py's round 2, "
          "a rule written after round 1 and before its figures (gains 0.1 and 0.01 against the shipped 0.5, the "
          "same test): 0.1 +0.0019 ± 0.0009, at the margin of twice its standard error (0.0018); 0.01 −0.0001 "
          "± 0.0021. Measured v5 → v6: background anomalies A 0.9968 → 0.9970, spectral 0.9947 → 0.9956; paper "
@@ -114,13 +114,13 @@ CHANGES = {
          "spread by ±0.0016 there. Tried, not shipped: spectral jitter σ 0.1 in stage 1 (smooth random per-band "
          "gains): background-anomaly spectral mean of seeds 11-14 0.99254 ± 0.00064 vs 0.99205 ± 0.00122 without, "
          "a difference (0.00049) below its standard error (0.00069), the adoption bar fixed beforehand. "
-         "Tried, not shipped (scripts/device_recipes.py, chosen on the implanted targets, rule fixed before the "
+         "Tried, not shipped (research/device_recipes.py, chosen on the implanted targets, rule fixed before the "
          "runs: a recipe's seed mean above the bundled recipe's seeds 10-16, 0.9119 ± 0.0143, by more than the "
          "standard error of the difference): stage 1 for 12 × 8 steps, 0.9155 ± 0.0207 over seeds 10-16 (+0.0036 "
          "against 0.0095: not adopted); without the band stretch (abu-urban-1/2 alone), 0.9078 ± 0.0170 (not "
          "adopted); stage 1 at the paper's budget, 0.9288 ± 0.0150 over three of its four seeds (+0.0169 against "
          "0.0102), undecided: the lent GPU's time ended before its fourth seed and its stage 2. Tried, not "
-         "shipped: F_spe gain 0.5 or 2 (bench/spe_gain.py, rule fixed beforehand; the 100-band model took 0.5): "
+         "shipped: F_spe gain 0.5 or 2 (research/spe_gain.py, rule fixed beforehand; the 100-band model took 0.5): "
          "paired implanted-target spectral differences over seeds 10-16 −0.0005 ± 0.0003 and +0.0003 ± 0.0003, "
          "neither above twice its standard error; gains 0.1 and 0.01 (round 2): −0.0050 ± 0.0016 and −0.0378 ± "
          "0.0020.",
@@ -156,7 +156,7 @@ def sources_for(bands, stretch):
 def compact(src, dst, spe_gain=1.0):
     """The stage-2 file with the frozen (random, untrained) ResNet-34 conv weights in float16, and F_spe
     scaled by ``spe_gain``: the FPL ends in a ReLU, so scaling its last convolution (every member's) scales
-    F_spe exactly (bench/spe_gain.py)."""
+    F_spe exactly (research/spe_gain.py)."""
     from fers.checkpoint import read_checkpoint, save_checkpoint
 
     obj = read_checkpoint(src)
@@ -202,7 +202,7 @@ def train(bands, out_dir, device):
 def stage1_run(bands, seed, out, device, sources, stretch, **override):
     """One stage-1 run of the recipe for ``bands`` with ``seed`` into ``out`` (resumes it when a resume file is
     there); ``override``: recipe values to change (tiny trial runs, spectral jitter). The one place that turns
-    the recipe into a train_spectral call, for make train-default and scripts/device_seeds.py alike."""
+    the recipe into a train_spectral call, for make train-default and research/device_seeds.py alike."""
     from fers.train.stage1 import train_spectral
 
     recipe = dict(RECIPE[bands]["stage1"], **override)
@@ -215,7 +215,7 @@ def stage1_run(bands, seed, out, device, sources, stretch, **override):
 
 def trained_state(stage1_file):
     """The tensors a stage-1 run trains (CWL and FPL): its layer1 is the authors' frozen layer1 in every run, so
-    these are all that tells two runs apart (bench/ensemble_candidates.rebuild makes a Spe-FEN of them again)."""
+    these are all that tells two runs apart (research/ensemble_candidates.rebuild makes a Spe-FEN of them again)."""
     from fers.checkpoint import read_checkpoint
 
     return {k: v for k, v in read_checkpoint(stage1_file)["spe_fen"].items() if k.startswith(("cwl.", "fpl."))}

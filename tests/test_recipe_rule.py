@@ -1,4 +1,4 @@
-"""scripts/device_recipes.py's decision rule: the figures it adopts a recipe on, checked by hand."""
+"""research/device_recipes.py's decision rule: the figures it adopts a recipe on, checked by hand."""
 import math
 import os
 import statistics
@@ -6,7 +6,7 @@ import sys
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path[:0] = [os.path.join(REPO, "research"), os.path.join(REPO, "scripts"), os.path.join(REPO, "bench")]
 import device_recipes as dr  # noqa: E402
 
 BASE = {10: 0.94, 11: 0.91, 12: 0.905, 13: 0.898, 14: 0.898, 15: 0.918, 16: 0.913}

@@ -1,5 +1,5 @@
 """The F_spe gain of a shipped model: baked exactly into the FPL by make train-default's compact step, and the
-rule of bench/spe_gain.py that chose it, on hand-made figures whose outcome is worked out here."""
+rule of research/spe_gain.py that chose it, on hand-made figures whose outcome is worked out here."""
 import math
 import os
 import statistics
@@ -12,7 +12,7 @@ from conftest import REPO
 from fers.checkpoint import load_model, read_checkpoint
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path[:0] = [os.path.join(REPO, "research"), os.path.join(REPO, "bench")]
 import spe_gain as sg  # noqa: E402
 import train_default as td  # noqa: E402
 
@@ -25,7 +25,7 @@ def test_compact_scales_f_spe_exactly_and_nothing_else(stage2_model, tmp_path):
         np.testing.assert_allclose(b.spe(x).numpy(), 0.5 * a.spe(x).numpy(), rtol=1e-6, atol=1e-7)
         spa = a.spa(x).numpy()  # compact stores the random, frozen ResNet-34 in float16: that rounding alone
         np.testing.assert_allclose(b.spa(x).numpy(), spa, rtol=0, atol=2e-3 * np.abs(spa).max())
-        # bench/spe_gain.py measured the gain on the same model scaled in memory: the same features
+        # research/spe_gain.py measured the gain on the same model scaled in memory: the same features
         np.testing.assert_array_equal(sg.with_gain(a, 0.5).spe(x).numpy(), b.spe(x).numpy())
     meta = read_checkpoint(out)["meta"]
     assert meta["spe_gain"] == 0.5 and "spe_gain" not in read_checkpoint(td.compact(stage2_model, str(tmp_path / "one.pt")))["meta"]

@@ -1,4 +1,4 @@
-"""bench/trimmed_rx.py's decision rule, on hand-made figures whose outcome is worked out here."""
+"""research/trimmed_rx.py's decision rule, on hand-made figures whose outcome is worked out here."""
 import math
 import os
 import statistics
@@ -6,7 +6,7 @@ import sys
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path[:0] = [os.path.join(REPO, "research"), os.path.join(REPO, "bench")]
 import trimmed_rx as tr  # noqa: E402
 
 # paired differences per seed: 0.01 clearly positive at both band counts; 0.05 larger on average but, at

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..feedback import Feedback
 
 # The trim of the enhanced strategies (spectral, spatial, A, B) when none is asked for; strategy 'none'
-# keeps the SPEC's plain RX. Chosen by bench/trimmed_rx.py's rule, fixed before its figures, on the
+# keeps the SPEC's plain RX. Chosen by research/trimmed_rx.py's rule, fixed before its figures, on the
 # implanted targets with the background anomalies as guard (0.05 failed the guard at 100 bands).
 DEFAULT_TRIM = 0.01
 

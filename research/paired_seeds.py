@@ -1,4 +1,4 @@
-"""Paired seed comparisons of a test-time choice: what bench/trimmed_rx.py and bench/spe_gain.py share.
+"""Paired seed comparisons of a test-time choice: what research/trimmed_rx.py and research/spe_gain.py share.
 
 A choice that needs no retraining (the RX trim, the weight of F_spe) is scored, for every stage-1 seed
 10-16 of the bundled recipe, on the implanted targets with and without it; the seeds' paired differences

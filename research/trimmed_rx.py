@@ -34,7 +34,8 @@ import os
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "bench"), os.path.join(os.path.dirname(_HERE), "scripts")]
 from common import REPO  # noqa: E402
 
 from bench_accuracy import default_models  # noqa: E402

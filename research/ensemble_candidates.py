@@ -1,6 +1,6 @@
 """Seed ensembles of the bundled Spe-FEN: RX(H + mean_k F_spe^k), scored per group.
 
-Members: the seeds that scripts/device_seeds.py trained with the bundled stage-1 recipe
+Members: the seeds that research/device_seeds.py trained with the bundled stage-1 recipe
 (runs/seeds/seeds-<bands><tag>.pt) and, with ``--seed10 BANDS=MODEL``, that model's Spe-FEN as
 seed 10 (for the rule below: the v3 bundled models, whose Spe-FEN was seed 10 of the recipe; the
 100-band bundled model is itself an ensemble since v4). The K = 4 / K = 7 ensembles are scored when
@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "bench"), os.path.join(os.path.dirname(_HERE), "scripts")]
 from common import REPO  # noqa: E402
 
 import torch  # noqa: E402

@@ -12,7 +12,7 @@ Rule, fixed (and committed) before any figure with a gain other than 1 was compu
 - candidates: α = 0.5 and α = 2 (a factor of two either way);
 - figure: the implanted-target AUC of strategy spectral, RX(H + α·F_spe) with the default detector
   of the enhanced strategies (trimmed RX 0.01), mean over the hosts, for each stage-1 seed 10-16 of
-  the bundled recipe (as bench/trimmed_rx.py), per seed the paired difference d = AUC(α) − AUC(1);
+  the bundled recipe (as research/trimmed_rx.py), per seed the paired difference d = AUC(α) − AUC(1);
 - decided per band count (the gain belongs to a model): a candidate passes at a band count when
   mean(d) > 2 × sd(d)/√7 there, and the bundled model of that band count, with its F_spe scaled by
   α, loses at most 0.001 of its background-anomaly mean for spectral, fusion A and fusion B;
@@ -41,7 +41,8 @@ import os
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "bench"), os.path.join(os.path.dirname(_HERE), "scripts")]
 from common import REPO  # noqa: E402
 
 from bench_accuracy import default_models  # noqa: E402

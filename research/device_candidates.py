@@ -58,7 +58,7 @@ def candidate(job):
         t0 = time.time()
         if name == "ensemble":
             # seeds 11-13 of the bundled stage-1 recipe beside the bundled Spe-FEN (seed 10), joined into a
-            # Spe-FEN ensemble (bench/ensemble_candidates.py), then stage 2 at full size against it
+            # Spe-FEN ensemble (research/ensemble_candidates.py), then stage 2 at full size against it
             teacher = td.stage1_runs(bands, work, device, sources, stretch, seeds=ENSEMBLE_SEEDS,
                                      reuse={ENSEMBLE_SEEDS[0]: teacher},
                                      **(td.TINY_STAGE1 if tiny else {}))

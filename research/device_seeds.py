@@ -10,7 +10,7 @@ This script trains, per band count, stage 1 again with the bundled recipe
 between the runs: the trained CWL and FPL (layer1 is the authors' ImageNet layer1 in
 every run, frozen). Everything goes into one file, ``seeds-<bands>.pt``
 ({seed: {state key: tensor}}, cwl.* and fpl.* only), small enough to come back from the
-device machine; ``bench/ensemble_candidates.py`` rebuilds the Spe-FENs and scores them.
+device machine; ``research/ensemble_candidates.py`` rebuilds the Spe-FENs and scores them.
 The pruned Spe-FEN files (with their training records) go into ``spe-fens.tar``.
 ``--jitter σ`` trains with the spectral-gain augmentation (fers.train.data.spectral_gain);
 its files are tagged ``-j<σ>``. Rule, fixed before any jittered figure was seen: σ = 0.1 is

@@ -12,7 +12,7 @@ its figures was seen:
 - ``N``:   the v1 data, no band stretch (abu-urban-1/2 alone, validation on their patches), seeds 10-16;
 
 against the baseline: the bundled recipe's seed 10 (the bundled Spe-FEN) and seeds 11-16
-(runs/seeds/seeds-200.pt, scripts/device_seeds.py), rescored here by the same code.
+(runs/seeds/seeds-200.pt, research/device_seeds.py), rescored here by the same code.
 
 Figure: per run, the spectral AUC (RX on H + F_spe) on the group "implanted targets" at 200 bands
 (bench/implanted.py; hosts abu-urban-1/2), mean over the hosts. No evaluation scene is read.
@@ -44,7 +44,7 @@ ships. Next GPU call, the rule unchanged: ``--jobs P:10 P:11 --stage2 P --return
 completes P, seed 10 with stage 2 is the model to ship if it is adopted; seed 10's first run, above,
 stays the one the rule counts), then ``--score-states`` over the three calls' states files.
 The states of those two calls (runs/, not in the repository) were lost with the machine that held them
-(2026-11-27); their figures above are kept in bench/decisions/recipes-200.json (RECORDED), which the rule
+(2026-11-27); their figures above are kept in research/decisions/recipes-200.json (RECORDED), which the rule
 now reads: the baseline as its summary, L12 and N as decided, P's seeds 10, 12 and 13 as counted. The next
 call is therefore the same, ``--jobs P:10 P:11 --stage2 P --return-models``, with the data packed by
 ``--pack .devdata`` and carried; ``--score-states`` over its states file alone then completes the rule here.
@@ -78,7 +78,7 @@ SHIP_SEED = 10
 SEEDS_FILE = os.path.join(REPO, "runs", "seeds", "seeds-200.pt")  # seeds 11-16 of the bundled recipe
 # What earlier calls measured, kept in the repository: their trained states lived in runs/ (ignored) and were lost
 # with the machine that held them. The pending decision is made against these figures.
-RECORDED = os.path.join(REPO, "bench", "decisions", "recipes-200.json")
+RECORDED = os.path.join(REPO, "research", "decisions", "recipes-200.json")
 GPU_GIB_PER_RUN = 9
 
 
@@ -262,7 +262,7 @@ def main():
     ap.add_argument("--score-baseline", metavar="JSON", help="only score the baseline seeds into JSON (for --baseline)")
     ap.add_argument("--work", default=os.path.join(REPO, "runs", "recipes"))
     ap.add_argument("--baseline", default=None,
-                    help="seeds 11-16 of the bundled recipe (scripts/device_seeds.py; seed 10 is the bundled model), "
+                    help="seeds 11-16 of the bundled recipe (research/device_seeds.py; seed 10 is the bundled model), "
                          "or their figures from --score-baseline; default: the summary recorded in --recorded")
     ap.add_argument("--recorded", default=RECORDED,
                     help="figures of earlier calls whose states are gone (a seed's first run counts); '' for none")
