@@ -31,6 +31,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: engine/pyproject.toml
 	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 safetensors
+	# Spectral Python: the reference the classic detectors are tested against (tests/engine/test_classic_detectors.py)
+	$(PY) -m pip install -q --disable-pip-version-check spectral==0.24
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e engine
 	touch $@
 

@@ -40,7 +40,8 @@ def cmd_detect(args, fb):
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
                  tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim,
-                 nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata, extent=args.extent)
+                 nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata, extent=args.extent,
+                 local_mean=args.local_mean, window=args.window)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
             f"{res.seconds:.2f} s on {res.device})")
     extra = {}
@@ -216,7 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strategy", choices=STRATEGIES, default="none",
                    help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
                         "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
-    d.add_argument("--detector", choices=DETECTORS, default="rx")
+    d.add_argument("--detector", choices=DETECTORS, default="rx",
+                   help="rx: the SPEC's global RX (ENVI's RXD); ae: per-scene autoencoder; utd, rxd-utd: ENVI's "
+                        "uniform target detector and RXD-UTD (on the cube scaled to [0, 1]); rx-dual: local "
+                        "dual-window RX, mean and covariance from a ring around each pixel (--window)")
+    d.add_argument("--local-mean", type=int, default=0, metavar="N",
+                   help="rx, utd, rxd-utd: the background mean from an N×N window around each pixel (odd; ENVI's "
+                        "local mean), the covariance still the scene's; 0 = the scene's mean")
+    d.add_argument("--window", type=int, nargs=2, default=None, metavar=("INNER", "OUTER"),
+                   help="rx-dual: the guard window and the background window, odd sizes in pixels (default 3 15; "
+                        "the ring needs more pixels than bands)")
     d.add_argument("--rx-trim", type=_trim_arg, default=None, metavar="F",
                    help="RX: leave the top F of the first pass's scores out of the background mean and covariance "
                         "(default auto: 0.01 with a model's strategy, 0 = the SPEC's plain RX for --strategy none)")

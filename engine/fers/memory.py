@@ -62,10 +62,11 @@ def available_bytes() -> tuple:
     return min(found, key=lambda t: t[0]) if found else (None, "")
 
 
-def check_fits(bands: int, height: int, width: int, job: str, feedback=None) -> None:
-    """Refuse a job whose estimated peak exceeds what is available; warn above 60 % of it."""
+def check_fits(bands: int, height: int, width: int, job: str, feedback=None, extra_bytes: float = 0.0) -> None:
+    """Refuse a job whose estimated peak exceeds what is available; warn above 60 % of it. ``extra_bytes``:
+    what the detector holds beyond the job's cube multiples (the dual-window RX's per-column B×B sums)."""
     factor, base = PEAK[job]
-    need = factor * 4.0 * bands * height * width + base
+    need = factor * 4.0 * bands * height * width + base + extra_bytes
     avail, why = available_bytes()
     if avail is None:
         return

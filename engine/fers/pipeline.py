@@ -24,7 +24,9 @@ from .preprocess import BandList, band_ranges, scale_cube, select_bands
 from .wavelengths import BandPlan, plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
-DETECTORS = ("rx", "ae")
+# rx: the SPEC's global RX (RXD); ae: the per-scene autoencoder; utd, rxd-utd: ENVI's other two anomaly
+# detectors; rx-dual: the local dual-window RX (fers.detect.classic)
+DETECTORS = ("rx", "ae", "utd", "rxd-utd", "rx-dual")
 DEFAULT_NODATA = -9999.0  # scores are ≥ 0, so a negative nodata never collides with one
 
 
@@ -122,7 +124,8 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
 @full_fp32
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
-                tile: Optional[int] = None, rx_trim: Optional[float] = None) -> tuple:
+                tile: Optional[int] = None, rx_trim: Optional[float] = None, local_mean: int = 0,
+                window=None) -> tuple:
     """Score a preprocessed (B, H, W) cube (left unchanged). Returns (scores (H, W) float32 with NaN at
     invalid pixels, info).
 
@@ -132,11 +135,14 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     ``rx_trim``: share of the highest first-pass scores left out of RX's background statistics
     (fers.detect.rx; 0 = the SPEC's plain RX; None = ``resolve_rx_trim``: 0.01 when the strategy
     enhances the cube, 0 for 'none').
+    ``local_mean``: rx / utd / rxd-utd take the background mean from a local window of that many pixels
+    (ENVI's "local" mean; 0 = the scene's); ``window``: (inner, outer) of 'rx-dual'. Both untrimmed.
     Memory: the cube plus one enhanced cube of the same size, plus a tile's activations.
     """
     import torch
 
     from .detect.ae import ae_scores
+    from .detect.classic import DEFAULT_WINDOW, check_local_mean, check_window, dual_window_scores, global_scores
     from .detect.rx import rx
 
     feedback = feedback or Feedback()
@@ -144,11 +150,21 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     rx_trim = resolve_rx_trim(rx_trim, strategy)
     if detector not in DETECTORS:
         raise InputError(f"unknown detector '{detector}' (choose one of: {', '.join(DETECTORS)})")
+    local_mean = check_local_mean(local_mean or 0)
+    window = check_window(window or DEFAULT_WINDOW)
+    if local_mean and detector not in ("rx", "utd", "rxd-utd"):
+        raise InputError(f"a local mean (LOCAL_MEAN / --local-mean) is for rx, utd and rxd-utd, not {detector}")
+    if local_mean or detector != "rx":
+        rx_trim = 0.0  # the trim re-estimates one global background; these detectors have no such pass
     need_spe = strategy in ("spectral", "multiplicative", "additive")
     need_spa = strategy in ("spatial", "multiplicative", "additive")
     info = {"strategy": strategy, "model_seconds": 0.0}
     if detector == "rx":
         info["rx_trim"] = rx_trim
+    if local_mean:
+        info["local_mean"] = local_mean
+    if detector == "rx-dual":
+        info["window"] = list(window)
     if need_spe or need_spa:
         if model is None:
             raise ModelError(f"strategy '{strategy}' needs a model (MODEL / --model): a FERS checkpoint "
@@ -180,6 +196,12 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         sub = feedback.sub(lo + (hi - lo) * (0.5 if enhancing else 0.0), hi)
         if detector == "ae":
             maps.append(ae_scores(x, valid, seed=seed, device=device, feedback=sub))
+        elif detector == "rx-dual":
+            maps.append(dual_window_scores(x, valid, window, device=device, feedback=sub))
+        elif detector != "rx" or local_mean:
+            s, rxm = global_scores(x, valid, detector, local_mean, device=device, feedback=sub)
+            info.update(rx_rank=rxm.rank, rx_condition=rxm.condition)
+            maps.append(s)
         else:
             s, rxm = rx(x, valid, device=device, feedback=sub, trim=rx_trim)
             info.update(rx_rank=rxm.rank, rx_condition=rxm.condition)
@@ -203,7 +225,7 @@ def resolve_model(model, device: str, feedback: Feedback):
     return model.to(device)
 
 
-def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback) -> tuple:
+def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback, detector: str = "rx") -> tuple:
     """(cube, valid, georef) as ``plan`` reads ``src``, the way detect and enhance read: only the window an
     ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) touches, said in the log; refused beforehand if
     the cube would not fit in memory as ``job`` (``fers.memory``); a read with no valid pixel diagnosed
@@ -215,7 +237,13 @@ def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback) -> tup
         feedback.info(f"extent: columns {x0 + 1}–{x0 + w}, rows {y0 + 1}–{y0 + h} ({w}×{h} of the raster's "
                       f"{src.width}×{src.height} px)")
     width, height = window[2:] if window else (src.width, src.height)
-    check_fits(max(len(plan.indices), plan.band_count), height, width, job, feedback)
+    bands = max(len(plan.indices), plan.band_count)
+    extra = 0.0
+    if detector == "rx-dual":
+        from .detect.classic import dual_window_bytes
+
+        extra = dual_window_bytes(bands, width)
+    check_fits(bands, height, width, job, feedback, extra)
     cube, valid = plan.read(src, window)
     require_valid(src, plan.indices, valid, window)
     return cube, valid, window_georef(src.georef, window)
@@ -257,7 +285,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
            memory_mb: float = 0, rx_trim: Optional[float] = None, nodata=None,
-           file_nodata: bool = True, extent=None) -> DetectResult:
+           file_nodata: bool = True, extent=None, local_mean: int = 0, window=None) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     ``nodata``: values or (lo, hi) ranges that are no data too, beyond the file's own (a zero-filled border
@@ -271,6 +299,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     not depend on it.
 
     ``rx_trim``: see ``score_scene`` (None: trimmed RX for the enhanced strategies, plain for 'none').
+    ``local_mean``, ``window``: see ``score_scene`` (the classic detectors' windows).
 
     With ``output`` None nothing is written (the map is returned).
     """
@@ -284,6 +313,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         from .detect.rx import check_trim
 
         check_trim(rx_trim)  # before any reading
+    from .detect.classic import DEFAULT_WINDOW, check_local_mean, check_window
+
+    check_local_mean(local_mean or 0)  # before any reading
+    check_window(window or DEFAULT_WINDOW)
     if memory_mb and memory_mb < 16:
         raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
     if output is not None:
@@ -301,7 +334,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
     heavy = (mdl is not None and strategy != "none") or detector == "ae"
-    cube, valid, georef = read_scene(src, plan, extent, "networks" if heavy else "rx", feedback)
+    cube, valid, georef = read_scene(src, plan, extent, "networks" if heavy else "rx", feedback, detector)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
     if n_invalid:
@@ -309,7 +342,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     cube, minmax = scale_cube(cube, valid)
     tile = int(tile_size) or spe_tile_size(cube.shape[0], memory_mb or DEFAULT_MEMORY_MB, dev)
     scores, info = score_scene(cube, valid, strategy, detector, mdl, dev, feedback.sub(0.1, 0.95), tile=tile,
-                               rx_trim=rx_trim)
+                               rx_trim=rx_trim, local_mean=local_mean, window=window)
     if mdl is not None:
         info["tile_size"] = tile
     strategy = info["strategy"]
@@ -317,6 +350,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     if output is not None:
         feedback.check()
         nodata = output_nodata(src.nodata)
+        if detector in ("utd", "rxd-utd") and not np.isnan(nodata):
+            nodata = float("nan")  # their scores take any sign: only NaN cannot collide with one
         if not georef.known:
             feedback.warn(f"{os.path.basename(input)} carries no georeferencing; the map is a plain pixel grid")
         band_name = f"anomaly score ({strategy}, {detector_label(detector, info)})"
@@ -325,6 +360,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
                 "FERS_MODEL": mdl.source if mdl is not None else ""}
         if "rx_trim" in info:
             meta["FERS_RX_TRIM"] = f"{info['rx_trim']:g}"
+        if "local_mean" in info:
+            meta["FERS_LOCAL_MEAN"] = str(info["local_mean"])
+        if "window" in info:
+            meta["FERS_WINDOW"] = "{} {}".format(*info["window"])
         write_raster(output, [np.where(valid, scores, nodata)], georef, nodata, [band_name], meta,
                      feedback=feedback)
     feedback.progress(1.0, "done")
@@ -333,9 +372,16 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
 
 
 def detector_label(detector: str, info: dict) -> str:
-    """'rx', 'rx trimmed 0.01' or 'ae': what scored the map, for band names and messages."""
+    """'rx', 'rx trimmed 0.01', 'utd local mean 9', 'rx-dual 3/15' or 'ae': what scored the map, for band
+    names and messages."""
     trim = info.get("rx_trim", 0.0) if detector == "rx" else 0.0
-    return f"{detector} trimmed {trim:g}" if trim else detector
+    if trim:
+        return f"{detector} trimmed {trim:g}"
+    if info.get("local_mean"):
+        return f"{detector} local mean {info['local_mean']}"
+    if detector == "rx-dual" and info.get("window"):
+        return "rx-dual {}/{}".format(*info["window"])
+    return detector
 
 
 @dataclass
