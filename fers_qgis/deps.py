@@ -103,7 +103,7 @@ def managed_dir():
     if configured:
         return os.path.abspath(os.path.expanduser(configured))
     base = qgis_settings_dir() or os.path.join(os.path.expanduser("~"), ".fers")
-    return os.path.join(os.path.abspath(base), "python", "fers-deps", PY_TAG)
+    return os.path.normpath(os.path.join(os.path.abspath(base), "python", "fers-deps", PY_TAG))
 
 
 def log_path(folder=None):
@@ -475,6 +475,32 @@ def diagnose(output):
     return "pip", "pip failed: " + (lines[-1].strip() if lines else "see the log")
 
 
+def _index_of(args, env):
+    if "--index-url" in args:
+        return args[args.index("--index-url") + 1]
+    return env.get("PIP_INDEX_URL", "").split()[0] if env.get("PIP_INDEX_URL") else "https://pypi.org/simple"
+
+
+def probe(url, env, timeout=8):
+    """None when ``url`` answers (any HTTP status), else why not: pip says only 'from versions: none' when an index
+    cannot be reached and retries are off, so a failed install asks the index itself, through the same proxy."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        return None
+    proxies = {k: env[v] for k, v in (("https", "HTTPS_PROXY"), ("http", "HTTP_PROXY")) if env.get(v)}
+    proxies.update({k: env[v] for k, v in (("https", "https_proxy"), ("http", "http_proxy")) if env.get(v)})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    try:
+        opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except Exception as e:  # URLError, socket timeout, SSL errors
+        return f"{url}: {getattr(e, 'reason', e)}"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- the install
 
 Result = namedtuple("Result", "ok cancelled message kind folder log restart")
@@ -566,10 +592,10 @@ def run_install(found=None, cuda=False, folder=None, on_output=None, cancelled=N
     numpy = next((f for f in found if f.req.module == "numpy" and f.state in ("ok", "old")), None)
     steps = plan(found, staging, cuda=cuda, python=python)
     if numpy and numpy.version:
-        constraints = os.path.join(staging, "..", os.path.basename(staging) + ".constraints.txt")
+        constraints = staging + ".constraints.txt"
         with open(constraints, "w", encoding="utf-8") as f:
             f.write(f"numpy=={numpy.version}\n")  # scipy/h5py built for the numpy QGIS will import
-        steps = [Step(s.title, s.args[:4] + ["--constraint", os.path.abspath(constraints)] + s.args[4:], s.packages)
+        steps = [Step(s.title, s.args[:4] + ["--constraint", constraints] + s.args[4:], s.packages)
                  for s in steps]
     else:
         constraints = None
@@ -584,6 +610,14 @@ def run_install(found=None, cuda=False, folder=None, on_output=None, cancelled=N
             code = _run_pip(step.args, env, say, cancelled)
             if code != 0:
                 kind, message = diagnose("\n".join(output))
+                if kind in ("nobuild", "pip"):
+                    why = probe(_index_of(step.args, env), env)
+                    if why:
+                        say(f"the index does not answer: {why}")
+                        kind, message = diagnose(why)
+                        if kind != "certificate":
+                            kind = "proxy" if any(env.get(k) for k in ("HTTPS_PROXY", "https_proxy")) else "offline"
+                            message = next(m for k, _, m in FAILURES if k == kind)
                 say(f"==== failed ({kind}): {message}")
                 SESSION["failed"] = True
                 return Result(False, False, message, kind, folder, log_path(folder), False)
