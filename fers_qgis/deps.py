@@ -57,6 +57,8 @@ CUDA_INDEXES = ((12.8, "https://download.pytorch.org/whl/cu128"), (12.6, "https:
 # what the analyst downloads (torch 2.x wheels and their dependencies, rounded up)
 SIZE_CPU_MB = 250
 SIZE_CUDA_MB = 3000
+DISK_CPU_GB = 1  # the CPU wheel unpacked (0.9 GB for torch 2.13 on Linux)
+DISK_CUDA_GB = 6
 
 # QgsSettings keys (under fers/deps/) and the environment variables that override them
 SETTINGS = {"index_url": "FERS_PIP_INDEX_URL", "torch_spec": "FERS_TORCH_SPEC", "extra_args": "FERS_PIP_EXTRA_ARGS",

@@ -68,6 +68,7 @@ class DepsDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setMaximumHeight(150)
+        self.table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.table)
 
         if self.route:
@@ -155,7 +156,6 @@ class DepsDialog(QDialog):
                                         + (f": {f.error}" if f.error else ""))):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setStretchLastSection(True)
         wanted = deps.to_install(self.found)
         bad = deps.blocking(self.found)
         py = f"QGIS's Python {sys.version.split()[0]}"
@@ -169,6 +169,7 @@ class DepsDialog(QDialog):
             self.summary.setText(f"<b>Everything FERS needs is there</b> ({py}).")
         steps = deps.plan(self.found, deps.managed_dir(), cuda=self.cuda.isChecked())
         size = deps.SIZE_CUDA_MB if self.cuda.isChecked() else deps.SIZE_CPU_MB
+        disk = deps.DISK_CUDA_GB if self.cuda.isChecked() else deps.DISK_CPU_GB
         numpy_old = next((f for f in self.found if f.req.module == "numpy" and f.state == "old"), None)
         notes = []
         if numpy_old:
@@ -180,7 +181,8 @@ class DepsDialog(QDialog):
             self.where.setText(
                 f"pip, run by {py} ({deps.qgis_python()}), installs "
                 + "; then ".join(s.title for s in steps)
-                + (f" — about {size} MB to download" if any("torch" in s.packages for s in steps) else "")
+                + (f" — about {size} MB to download, {disk} GB on disk" if any(
+                    "torch" in s.packages for s in steps) else "")
                 + f" — into <code>{deps.managed_dir()}</code>, a folder of this QGIS profile that FERS puts on "
                 "Python's path. Nothing of QGIS's own installation is changed; delete that folder to undo."
                 + ("<br>" + " ".join(notes) if notes else ""))
@@ -210,6 +212,7 @@ class DepsDialog(QDialog):
         self.status.setText("")
         self.progress.setRange(0, 0)  # pip tells no percentage without a terminal: busy until it ends
         self.started = time.time()
+        self.step = "starting"
         self.timer.start()
         self.worker = _Worker(self.found, self.cuda.isChecked())
         self.thread = QThread(self)
@@ -226,11 +229,14 @@ class DepsDialog(QDialog):
     def append(self, line):
         self.output.appendPlainText(line)
         if line.startswith("---- step"):
-            self.progress.setFormat(line.strip("- ") + "  %v")
+            self.step = line.strip("- ")
+            self.tick()
 
     def tick(self):
-        if self.started is not None:
-            self.progress.setFormat(f"installing… {time.time() - self.started:.0f} s")
+        # a busy bar shows no text: the step and the time go in the status line
+        if self.started is not None and self.thread is not None:
+            self.status.setText(f"pip is running — {self.step} — {time.time() - self.started:.0f} s "
+                                "(Cancel stops it and installs nothing)")
 
     def cancel(self):
         if self.worker is not None:
