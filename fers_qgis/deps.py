@@ -704,13 +704,14 @@ def _after_install(before, folder):
     return Result(True, False, f"Installed: FERS can run now ({versions}).", "ok", folder, log_path(folder), False)
 
 
-def clean_staging(folder=None):
-    """Staging folders a crashed QGIS left behind (a cancelled run removes its own)."""
+def clean_staging(folder=None, older_than_s=6 * 3600):
+    """Staging folders a crashed QGIS left behind (a cancelled run removes its own); not a recent one, which may be
+    another QGIS's install in progress on the same profile."""
     parent = os.path.dirname(folder or managed_dir())
     if os.path.isdir(parent):
         for entry in os.listdir(parent):
-            if entry.startswith(STAGING_PREFIX):
-                path = os.path.join(parent, entry)
+            path = os.path.join(parent, entry)
+            if entry.startswith(STAGING_PREFIX) and time.time() - os.path.getmtime(path) > older_than_s:
                 if os.path.isdir(path):
                     shutil.rmtree(path, ignore_errors=True)
                 else:

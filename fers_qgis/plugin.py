@@ -26,6 +26,7 @@ class FersPlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
+        deps.clean_staging()
         from qgis.PyQt.QtWidgets import QAction
 
         from .paths import icon
@@ -53,7 +54,6 @@ class FersPlugin:
             return
         if str(QgsSettings().value("fers/deps/offer_at_startup", True)).lower() in ("false", "0"):
             return
-        deps.clean_staging()
         if not deps.blocking(deps.check()):  # no import: QGIS's start is not slowed by torch
             return
         deps.SESSION["offered"] = True
