@@ -113,6 +113,34 @@ def step():
         if not r.ok:
             return finish(False)
         dlg.close()
+        return go("menu")
+    if phase == "menu":
+        # Plugins ▸ FERS, opened as an analyst would see it, then its Copy diagnostics action
+        from qgis.PyQt.QtCore import QPoint
+        from qgis.PyQt.QtWidgets import QAction
+
+        plugins_menu = iface.pluginMenu()
+        fers = [a for a in plugins_menu.actions() if a.menu() is not None and "FERS" in a.text()]
+        if fers:
+            plugins_menu.popup(iface.mainWindow().mapToGlobal(QPoint(300, 30)))
+            QApplication.processEvents()
+            plugins_menu.setActiveAction(fers[0])
+            fers[0].menu().popup(plugins_menu.mapToGlobal(plugins_menu.actionGeometry(fers[0]).topRight()))
+            QApplication.processEvents()
+            time.sleep(0.5)
+            shot("03b-plugins-menu")
+            fers[0].menu().hide()
+            plugins_menu.hide()
+        copy = [a for a in iface.mainWindow().findChildren(QAction) if a.objectName() == "fers_copy"]
+        QApplication.clipboard().clear()
+        if copy:
+            copy[0].trigger()
+        text = QApplication.clipboard().text()
+        with open(os.path.join(OUT, "diagnostics.txt"), "w") as f:
+            f.write(text)
+        note("menu", ok=bool(fers) and bool(copy) and "torch: 2." in text,
+             entries=[a.text() for a in fers[0].menu().actions()] if fers else [],
+             diagnostics=text.splitlines()[:20])
         layer = QgsRasterLayer(SAMPLE, "abu-airport-2")
         QgsProject.instance().addMapLayer(layer)
         iface.mapCanvas().setExtent(layer.extent())

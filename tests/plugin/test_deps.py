@@ -244,3 +244,50 @@ def test_copy_diagnostics_says_what_a_bug_report_needs():
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert re.search(r"torch: 2\.\d+\.\d+\S* \[ok\]", v.stdout), v.stdout + v.stderr
     assert "CUDA: available: " in v.stdout
+
+
+DIALOG = """
+import os, sys, time
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QApplication
+app = QgsApplication([], True); app.initQgis()
+from fers_qgis.deps_dialog import DepsDialog
+d = DepsDialog(startup=True)
+d.show()
+rows = [[d.table.item(r, c).text() for c in range(4)] for r in range(d.table.rowCount())]
+print("ROWS", rows)
+print("INSTALL", d.install_button.isEnabled(), "CUDA", d.cuda.isEnabled())
+print("WHERE", d.where.text())
+d.install_button.click()
+t = time.time()
+while d.result is None and time.time() - t < 120:
+    app.processEvents(); time.sleep(0.05)
+print("RESULT", d.result.ok, d.result.kind)
+print("STATUS", d.status.text())
+print("LINES", d.output.toPlainText().count(chr(10)))
+d.copy_diagnostics()
+print("CLIP", QApplication.clipboard().text().splitlines()[0])
+"""
+
+
+def test_the_dialog_shows_what_is_missing_runs_pip_and_says_a_failure_with_the_commands(tmp_path):
+    if not torch_hidden():
+        pytest.skip("torch is installed for the system's Python here")
+    folder = tmp_path / "deps"
+    r = subprocess.run([SYSTEM_PYTHON, "-s", "-c", DIALOG], capture_output=True, text=True, timeout=300,
+                       env=clean_env(PYTHONPATH=REPO, FERS_DEPS_DIR=str(folder), QT_QPA_PLATFORM="offscreen",
+                                     QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"),
+                                     FERS_PIP_INDEX_URL="http://127.0.0.1:9/simple", FERS_TORCH_SPEC="torch==2.13.0",
+                                     FERS_PIP_EXTRA_ARGS="--retries 0 --timeout 3", PIP_CONFIG_FILE=os.devnull,
+                                     PIP_FIND_LINKS=""))
+    out = r.stdout
+    assert "RESULT False offline" in out, out + r.stderr
+    rows = eval(re.search(r"ROWS (.*)", out).group(1))
+    assert ["torch", "—", ">= 2.1", "missing"] in rows and all(row[3] == "ok" for row in rows if row[0] != "torch")
+    assert "INSTALL True CUDA False" in out  # no NVIDIA GPU here: the CUDA build is not offered
+    assert f"torch (CPU build from http://127.0.0.1:9/simple) — about {deps.SIZE_CPU_MB} MB" in out
+    status = re.search(r"STATUS (.*)", out).group(1)
+    assert "looks offline" in status and f"--target {folder}" in status and "Log: " in status
+    assert int(re.search(r"LINES (\d+)", out).group(1)) >= 4  # pip's own lines streamed into the dialog
+    assert "CLIP FERS diagnostics" in out
+    assert sorted(os.listdir(folder)) == ["install.log"]
