@@ -350,7 +350,10 @@ def torch_index(cuda=False):
         return None if configured.strip().lower() in PIP_CONFIGURED else configured
     if cuda:
         gpu = nvidia_gpu()
-        return cuda_index(gpu[1] if gpu else None)
+        url = cuda_index(gpu[1]) if gpu else None
+        if url:
+            return url
+        # no GPU, or a driver older than every CUDA build: the CPU build (never the public index's CUDA one)
     return TORCH_CPU_INDEX if sys.platform.startswith("linux") else None
 
 

@@ -88,7 +88,11 @@ class DepsDialog(QDialog):
         self.where.setTextInteractionFlags(Qt.TextSelectableByMouse)
         p.addWidget(self.where)
         self.cuda = QCheckBox()
-        if self.gpu:
+        if self.gpu and not deps.cuda_index(self.gpu[1]):
+            self.cuda.setText(f"CUDA build of torch: the driver of {self.gpu[0]} (CUDA {self.gpu[1]}) is older than "
+                              "every CUDA build PyTorch publishes; update it to use the GPU")
+            self.gpu = None
+        elif self.gpu:
             self.cuda.setText(f"CUDA build of torch for {self.gpu[0]} (about {deps.SIZE_CUDA_MB / 1000:.0f} GB to "
                               f"download, instead of {deps.SIZE_CPU_MB} MB for the CPU build)")
         else:

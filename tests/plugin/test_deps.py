@@ -291,3 +291,33 @@ def test_the_dialog_shows_what_is_missing_runs_pip_and_says_a_failure_with_the_c
     assert int(re.search(r"LINES (\d+)", out).group(1)) >= 4  # pip's own lines streamed into the dialog
     assert "CLIP FERS diagnostics" in out
     assert sorted(os.listdir(folder)) == ["install.log"]
+
+
+NVIDIA_SMI = """#!/bin/sh
+# stands in for the NVIDIA driver's tool on this GPU-less machine: its two outputs deps.py reads
+case "$*" in
+  *--query-gpu=name*) echo "NVIDIA H200" ;;
+  *) printf '| NVIDIA-SMI 560.35.03    Driver Version: 560.35.03    CUDA Version: %s     |\\n' "$FAKE_CUDA" ;;
+esac
+"""
+
+
+def test_a_cuda_build_is_offered_only_with_an_nvidia_gpu_and_from_the_index_its_driver_can_run(settings, tmp_path):
+    settings.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                            if not os.path.exists(os.path.join(p, "nvidia-smi"))))
+    assert deps.nvidia_gpu() is None
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(NVIDIA_SMI)
+    tool.chmod(0o755)
+    settings.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    settings.setattr(sys, "platform", "linux")
+    for driver, index in (("12.9", "cu128"), ("12.6", "cu126"), ("12.4", "cu118"), ("11.8", "cu118")):
+        settings.setenv("FAKE_CUDA", driver)
+        assert deps.nvidia_gpu() == ("NVIDIA H200", float(driver))
+        args = deps.plan(missing_torch(), str(tmp_path), cuda=True)[0].args
+        assert args[args.index("--index-url") + 1] == f"https://download.pytorch.org/whl/{index}"
+    settings.setenv("FAKE_CUDA", "11.4")  # a driver older than every CUDA build PyTorch publishes: the CPU build
+    assert deps.cuda_index(11.4) is None
+    assert deps.torch_index(cuda=True) == "https://download.pytorch.org/whl/cpu"
+    args = deps.plan(missing_torch(), str(tmp_path), cuda=False)[0].args  # unticked: the CPU build all the same
+    assert args[args.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
