@@ -19,6 +19,7 @@ environment (``FERS_PIP_INDEX_URL``, ``FERS_TORCH_SPEC``, ``FERS_PIP_EXTRA_ARGS`
 ``FERS_DEPS_DIR``); the environment wins.
 """
 import datetime
+import functools
 import importlib
 import importlib.machinery
 import importlib.metadata
@@ -294,8 +295,10 @@ def os_release():
     return info
 
 
+@functools.lru_cache(maxsize=None)
 def apt_candidate(package):
-    """The version apt would install, or None (not Debian-like, not in the archive, apt-cache absent)."""
+    """The version apt would install, or None (not Debian-like, not in the archive, apt-cache absent); asked once a
+    session (apt-cache takes a second or more)."""
     exe = shutil.which("apt-cache")
     if not exe:
         return None
