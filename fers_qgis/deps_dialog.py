@@ -3,7 +3,6 @@
 The logic (what is missing, the pip commands, the managed folder, the log, failures) is fers_qgis/deps.py; this
 is its face. pip runs in a worker thread (deps.run_install), its output streamed into the dialog.
 """
-import os
 import sys
 import time
 
@@ -168,7 +167,7 @@ class DepsDialog(QDialog):
                                  + "; ".join(deps.describe(f) for f in bad) + ". The plugin is loaded; its "
                                  "algorithms run once these are installed.")
         elif wanted:
-            self.summary.setText(f"FERS can run. Optional: " + "; ".join(deps.describe(f) for f in wanted) + ".")
+            self.summary.setText("FERS can run. Optional: " + "; ".join(deps.describe(f) for f in wanted) + ".")
         else:
             self.summary.setText(f"<b>Everything FERS needs is there</b> ({py}).")
         steps = deps.plan(self.found, deps.managed_dir(), cuda=self.cuda.isChecked())
