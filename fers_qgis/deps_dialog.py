@@ -6,10 +6,11 @@ is its face. pip runs in a worker thread (deps.run_install), its output streamed
 import sys
 import time
 
-from qgis.PyQt.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal
+from qgis.PyQt.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal  # fully scoped enums: Qt 6 ready
 from qgis.PyQt.QtGui import QFont, QGuiApplication
-from qgis.PyQt.QtWidgets import (QCheckBox, QDialog, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
-                                 QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QGroupBox, QHBoxLayout, QLabel,
+                                 QPlainTextEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
+                                 QVBoxLayout)
 
 from . import deps
 
@@ -59,13 +60,13 @@ class DepsDialog(QDialog):
         lay = QVBoxLayout(self)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.summary.setTextFormat(Qt.RichText)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(self.summary)
 
         self.table = QTableWidget(len(self.found), 4)
         self.table.setHorizontalHeaderLabels(["package", "found", "needs", "state"])
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setMaximumHeight(150)
         self.table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.table)
@@ -75,7 +76,7 @@ class DepsDialog(QDialog):
             b = QVBoxLayout(box)
             text = QLabel(f"In a terminal: <code>{self.route[0]}</code>, then restart QGIS."
                           + (f"<br><small>{self.route[1]}</small>" if self.route[1] else ""))
-            text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             text.setWordWrap(True)
             b.addWidget(text)
             lay.addWidget(box)
@@ -84,7 +85,7 @@ class DepsDialog(QDialog):
         p = QVBoxLayout(pipbox)
         self.where = QLabel()
         self.where.setWordWrap(True)
-        self.where.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         p.addWidget(self.where)
         self.cuda = QCheckBox()
         if self.gpu and not deps.cuda_index(self.gpu[1]):
@@ -112,12 +113,12 @@ class DepsDialog(QDialog):
         self.output.setReadOnly(True)
         self.output.setMaximumBlockCount(5000)
         font = QFont("monospace")
-        font.setStyleHint(QFont.TypeWriter)
+        font.setStyleHint(QFont.StyleHint.TypeWriter)
         self.output.setFont(font)
         lay.addWidget(self.output, 1)
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.status)
 
         self.dont_offer = QCheckBox("Do not offer this when QGIS starts (Plugins ▸ FERS ▸ Install dependencies… "

@@ -74,7 +74,7 @@ class FersPlugin:
         from .deps_dialog import copy_diagnostics
 
         copy_diagnostics()
-        self.iface.messageBar().pushMessage("FERS", "Diagnostics copied to the clipboard.", Qgis.Info, 5)
+        self.iface.messageBar().pushMessage("FERS", "Diagnostics copied to the clipboard.", Qgis.MessageLevel.Info, 5)
 
     def unload(self):
         for action in self.actions:
