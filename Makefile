@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -57,6 +57,16 @@ test-engine: venv
 
 test-plugin: setup
 	$(PYTEST) tests/plugin
+
+# the dependency installer end to end (tests/plugin/test_deps_install.py): QGIS's Python without torch installs the
+# local torch==2.13.0 wheel into a fresh profile's managed folder (2 min of pip), then fers:detect runs there
+test-install: setup
+	FERS_TEST_INSTALL=1 $(PY) -m pytest -q -s tests/plugin/test_deps_install.py
+
+# the same in the real QGIS desktop under Xvfb, from the packaged ZIP, with screenshots (scripts/desktop_install_check.py)
+SCREENS ?= $(ROOT)/dist/screens-install
+desktop-check: setup package
+	$(PY) scripts/desktop_install_check.py --zip "$$(ls -t $(ROOT)/dist/fers_qgis-*.zip | head -1)" --out $(SCREENS)
 
 # fers:detect with the bundled 100-band model (fusion B, chosen by STRATEGY=auto) on the bundled sample; offline
 demo: setup

@@ -1,62 +1,29 @@
 """What every FERS algorithm shares: engine loading, feedback adaptation, error translation."""
 import os
-import sys
-import sysconfig
 import time
 
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterEnum,
                        QgsProcessingParameterDefinition)
 
+from .. import deps
+from ..deps import qgis_python  # noqa: F401 (kept importable from here: scripts and tests use it)
 from ..paths import ensure_engine_on_path, icon
 
-ENGINE_PACKAGES = (("numpy", "numpy"), ("scipy", "scipy"), ("torch", "torch==2.13.0"), ("osgeo", "GDAL (python3-gdal)"))
 
-
-def qgis_python():
-    """The interpreter that matches QGIS's embedded Python (sys.executable is QGIS itself there)."""
-    v = sys.version_info
-    exe = os.path.realpath(sys.executable or "")
-    prefixes = tuple(os.path.realpath(p) + os.sep for p in (sys.exec_prefix, sys.base_exec_prefix))
-    if os.path.basename(exe).lower().startswith("python") and exe.startswith(prefixes):
-        return sys.executable  # a real interpreter of this installation (not, e.g., a pyenv shim on PATH)
-    if os.name == "nt":  # OSGeo4W / standalone installers ship python.exe beside the QGIS Python
-        for name in ("python3.exe", "python.exe"):
-            cand = os.path.join(sys.exec_prefix, name)
-            if os.path.exists(cand):
-                return cand
-        return "python3"
-    for cand in (os.path.join(sys.base_exec_prefix, "bin", f"python{v.major}.{v.minor}"),
-                 os.path.join(sys.base_exec_prefix, "bin", "python3")):
-        if os.path.exists(cand):
-            return cand
-    return f"python{v.major}.{v.minor}"
-
-
-def install_command(missing):
-    """The one command that installs the missing packages for this QGIS's Python."""
-    pip_names = " ".join(p for m, p in missing if m not in ("osgeo",))
-    if not pip_names:  # GDAL's Python bindings come with QGIS / the OS, not from pip
-        return "your OS package manager (Debian/Ubuntu: apt install python3-gdal)"
-    # Debian 12 and others mark the system Python as externally managed (PEP 668)
-    managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib") or "", "EXTERNALLY-MANAGED"))
-    return f"{qgis_python()} -m pip install --user{' --break-system-packages' if managed else ''} {pip_names}"
+def install_command(found=None):
+    """The commands that install what the engine lacks for this QGIS (the apt route first where the distribution
+    packages it), one per line; the same the dependencies dialog runs (fers_qgis/deps.py)."""
+    return "\n".join(deps.manual_commands(deps.check() if found is None else found))
 
 
 def load_engine():
-    """Import the engine or explain, in one message, what is missing and how to install it."""
+    """Import the engine or explain, in one message, what is missing and how to install it (deps.missing_message:
+    the dialog route, Plugins ▸ FERS ▸ Install dependencies…, and the manual commands for this platform)."""
+    deps.activate()  # a folder the dialog created after the plugin loaded
     ensure_engine_on_path()
-    missing = []
-    for module, package in ENGINE_PACKAGES:
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append((module, package))
-    if missing:
-        names = ", ".join(m for m, _ in missing)
-        raise QgsProcessingException(
-            f"FERS cannot run: QGIS's Python ({sys.version.split()[0]}) cannot import {names}. "
-            f"Install {'it' if len(missing) == 1 else 'them'} for this QGIS with: {install_command(missing)} "
-            "— then restart QGIS.")
+    found = deps.check(import_modules=True)
+    if deps.blocking(found) or deps.gdal_missing():
+        raise QgsProcessingException(deps.missing_message(found))
     try:
         import fers  # noqa: F401
     except ImportError as e:
