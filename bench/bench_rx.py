@@ -1,10 +1,13 @@
 """RX speed: the engine's streaming float64 RX vs a straightforward per-pixel NumPy RX, same data, same run.
 
 Prints seconds for each and the ratio, plus the max relative score difference, and the seconds of the
-trimmed RX (the default with a model: two more passes) on the same cube.
+trimmed RX (the default with a model: two more passes) and of every classic detector (UTD, RXD-UTD, the
+local-mean variants, the dual-window RX) on the same cube. The dual-window RX solves one B×B system per
+pixel; BENCH_DUAL_ROWS (default 32) times its first rows of the cube and scales to the whole.
 """
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -12,6 +15,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import real_mosaic, timed  # noqa: E402
 
+from fers.detect.classic import dual_window_scores, global_scores  # noqa: E402
+from fers.errors import Cancelled  # noqa: E402
+from fers.feedback import Feedback  # noqa: E402
 from fers.detect.rx import DEFAULT_TRIM, rx  # noqa: E402
 
 
@@ -42,7 +48,38 @@ def main():
     print(f"{'speed-up':<36}{t_numpy / t_engine:8.1f} ×")
     print(f"{'max relative score difference':<36}{rel:8.1e}")
     print(f"{f'engine RX trimmed {DEFAULT_TRIM:g}':<36}{t_trim:8.3f} s ({t_trim / t_engine:.2f} × plain)")
+    for name, local in (("utd", 0), ("rxd-utd", 0), ("rx", 9), ("utd", 9), ("rxd-utd", 9)):
+        t, _ = timed(lambda: global_scores(cube, valid, name, local_mean=local))
+        label = f"{name}{f' local mean {local}' if local else ''}"
+        print(f"{label:<36}{t:8.3f} s ({t / t_engine:.2f} × RX)")
+    rows = min(size, int(os.environ.get("BENCH_DUAL_ROWS", 32)))
+    t = dual_rows_seconds(cube, valid, rows)
+    print(f"{'rx-dual 3/15 (from its first rows)':<36}{t * size / rows:8.3f} s ({t * size / rows / t_engine:.0f} × RX; "
+          f"{rows} of {size} rows took {t:.2f} s)")
 
+
+class _StopAfterRows(Feedback):
+    """Cancels the dual-window RX once it has scored ``rows`` rows (it reports one progress step a row)."""
+
+    def __init__(self, rows):
+        self.left = rows
+
+    def progress(self, fraction, message=""):
+        self.left -= 1
+
+    def cancelled(self):
+        return self.left <= 0
+
+
+def dual_rows_seconds(cube, valid, rows):
+    """Seconds of the dual-window RX's first ``rows`` rows of the whole cube (every ring whole: the same
+    work per row as anywhere in the image)."""
+    t0 = time.perf_counter()
+    try:
+        dual_window_scores(cube, valid, (3, 15), feedback=_StopAfterRows(rows))
+    except Cancelled:
+        pass
+    return time.perf_counter() - t0
 
 if __name__ == "__main__":
     main()

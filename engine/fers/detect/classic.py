@@ -20,9 +20,10 @@ Why these shapes of computation:
   per-pixel Python loop.
 - The dual-window RX needs one covariance per pixel. Its window sums of x·xᵀ are kept per column while the
   window slides down the rows (add the row entering, subtract the row leaving) and summed across columns by
-  cumulative sums; each pixel then solves its own B×B system, batched over a row (a Cholesky factorisation
-  with a small ridge, since an outer ring of ~B pixels gives a barely full-rank K). That B³ per pixel is the
-  price of the method itself; it is why analysts run it on few bands.
+  cumulative sums; each pixel then solves its own B×B system, batched over a row chunk (LU, as np.linalg;
+  the pseudo-inverse where a ring has no more valid pixels than bands). That B³ per pixel is the price of
+  the method itself (Spectral Python pays it too, one np.linalg.inv per pixel); it is why analysts run it
+  on few bands.
 
 UTD and RXD-UTD are not affine-invariant (1 is a point of the data space): they see the cube min-max scaled
 to [0, 1] over its valid pixels, as SPEC §3 scales the detector's input; RX-type scores do not depend on it.
@@ -145,10 +146,15 @@ def dual_window_bytes(bands: int, width: int) -> float:
 def dual_window_scores(cube: np.ndarray, valid: np.ndarray, window=DEFAULT_WINDOW, device: str = "cpu",
                        feedback: Optional[Feedback] = None) -> np.ndarray:
     """Local dual-window RX: each pixel's μ and K (unbiased, as np.cov) from the valid pixels of the outer
-    window less the inner one (windows clipped at the image edges; Spectral Python shifts them instead). Returns scores
-    float32 (H, W), NaN where invalid or where the ring holds fewer than 2 valid pixels."""
+    window less the inner one (near the edges both windows shift to stay whole inside the image, as Spectral
+    Python's do, so every ring holds outer² − inner² pixels). Returns scores float32 (H, W), NaN where invalid or where
+    the ring holds fewer than 2 valid pixels."""
     feedback = feedback or Feedback()
     inner, outer = check_window(window)
+    if outer * outer - inner * inner <= cube.shape[0]:
+        raise InputError(f"a {inner}/{outer} window's ring holds {outer * outer - inner * inner} pixels, no more than "
+                         f"the {cube.shape[0]} bands: its covariance is singular; use a larger outer window (at "
+                         f"least {int(np.ceil(np.sqrt(cube.shape[0] + 1 + inner * inner))) | 1}) or fewer bands")
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf): nothing to detect")
     bands, height, width = cube.shape
@@ -164,9 +170,18 @@ def dual_window_scores(cube: np.ndarray, valid: np.ndarray, window=DEFAULT_WINDO
         xr = torch.where(vr[:, None], x[:, r, :].to(dev, torch.float64).T, 0.0)  # (W, B); NaN/nodata → 0
         return vr.to(torch.float64), xr, xr[:, :, None] * xr[:, None, :]
 
-    def window_rows(half, sums, rows_in, r):
-        """Slide the per-column sums to the rows [r − half, r + half] ∩ [0, H)."""
-        want = set(range(max(0, r - half), min(height, r + half + 1)))
+    def span(p, half, size, shift):
+        """[lo, hi) of a window of 2·half + 1 around p on an axis of ``size``: shifted to stay whole inside
+        the image (as Spectral Python does both windows, so every ring holds outer² − inner² pixels), or
+        clipped."""
+        if shift:
+            lo = min(max(0, p - half), max(0, size - (2 * half + 1)))
+            return lo, min(size, lo + 2 * half + 1)
+        return max(0, p - half), min(size, p + half + 1)
+
+    def window_rows(half, shift, sums, rows_in, r):
+        """Slide the per-column sums to the rows of the window around row r."""
+        want = set(range(*span(r, half, height, shift)))
         for q in sorted(rows_in - want):
             c, s1, s2 = row_terms(q)
             sums[0] -= c
@@ -183,8 +198,11 @@ def dual_window_scores(cube: np.ndarray, valid: np.ndarray, window=DEFAULT_WINDO
         """Cumulative sums across the row of per-column sums (first axis), with a leading zero."""
         return torch.cumsum(torch.cat([torch.zeros_like(col_sums[:1]), col_sums]), 0)
 
-    def across(cs, half, cols):
-        """Sums over the columns [c − half, c + half] ∩ [0, W), for the columns ``cols``."""
+    def across(cs, half, shift, cols):
+        """Sums over the columns of the window around each column of ``cols``."""
+        if shift:
+            lo = torch.clamp(torch.clamp(cols - half, min=0), max=max(0, width - (2 * half + 1)))
+            return cs[torch.clamp(lo + 2 * half + 1, max=width)] - cs[lo]
         return cs[torch.clamp(cols + half + 1, max=width)] - cs[torch.clamp(cols - half, min=0)]
 
     def zeros():
@@ -197,23 +215,24 @@ def dual_window_scores(cube: np.ndarray, valid: np.ndarray, window=DEFAULT_WINDO
     with torch.inference_mode():
         for r in range(height):
             feedback.check()
-            rows_o = window_rows(ro, so, rows_o, r)
-            rows_i = window_rows(ri, si, rows_i, r)
+            rows_o = window_rows(ro, True, so, rows_o, r)
+            rows_i = window_rows(ri, True, si, rows_i, r)
             valid_cols = torch.nonzero(v[r]).flatten().to(dev)
             if len(valid_cols):
                 cso, csi = [cumulative(t_) for t_ in so], [cumulative(t_) for t_ in si]
             for c0 in range(0, len(valid_cols), COLUMN_CHUNK):
                 cols = valid_cols[c0:c0 + COLUMN_CHUNK]
-                n, s1, s2 = (across(cso[j], ro, cols) - across(csi[j], ri, cols) for j in range(3))
+                n, s1, s2 = (across(cso[j], ro, True, cols) - across(csi[j], ri, True, cols) for j in range(3))
                 ok = n >= 2
                 m = s1 / n.clamp(min=1)[:, None]
                 k = (s2 - n[:, None, None] * m[:, :, None] * m[:, None, :]) / (n - 1).clamp(min=1)[:, None, None]
                 k = 0.5 * (k + k.transpose(1, 2))
                 d = x[:, r, :].to(dev, torch.float64).T[cols] - m
-                chol, info = torch.linalg.cholesky_ex(k)
-                sol = torch.cholesky_solve(d[:, :, None], chol)[:, :, 0]
-                # a ring of no more valid pixels than bands has a singular K by construction (image corners,
-                # nodata): its pseudo-inverse, as numpy's pinv, rather than a factorisation of rounding noise
+                # LU, not Cholesky: a ring of a few hundred pixels of 200 correlated bands gives a K that is
+                # positive definite in theory and often not in float64; np.linalg (Spectral Python) solves it
+                sol, info = torch.linalg.solve_ex(k, d)
+                # a ring of no more valid pixels than bands (nodata around, an image smaller than the window) has
+                # a singular K by construction: its pseudo-inverse, as numpy's pinv, not a factorisation of noise
                 bad = (info != 0) | (n <= bands)
                 if bool(bad.any()):
                     sol[bad] = (torch.linalg.pinv(k[bad], hermitian=True) @ d[bad][:, :, None])[:, :, 0]
