@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
                         "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
     d.add_argument("--detector", choices=DETECTORS, default="rx",
-                   help="rx: the SPEC's global RX (ENVI's RXD); ae: per-scene autoencoder; utd, rxd-utd: ENVI's "
+                   help="rx: the SPEC's global RX (ENVI's RXD); ae: per-scene autoencoder; autoad: Auto-AD (a "
+                        "per-scene convolutional autoencoder from noise, adaptive weights, loss-based stop; "
+                        "minutes on a CPU); utd, rxd-utd: ENVI's "
                         "uniform target detector and RXD-UTD (on the cube scaled to [0, 1]); rx-dual: local "
                         "dual-window RX, mean and covariance from a ring around each pixel (--window)")
     d.add_argument("--local-mean", type=int, default=0, metavar="N",

@@ -24,9 +24,9 @@ from .preprocess import BandList, band_ranges, scale_cube, select_bands
 from .wavelengths import BandPlan, plan_bands
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
-# rx: the SPEC's global RX (RXD); ae: the per-scene autoencoder; utd, rxd-utd: ENVI's other two anomaly
-# detectors; rx-dual: the local dual-window RX (fers.detect.classic)
-DETECTORS = ("rx", "ae", "utd", "rxd-utd", "rx-dual")
+# rx: the SPEC's global RX (RXD); ae: the per-scene autoencoder; autoad: Auto-AD (fers.detect.autoad);
+# utd, rxd-utd: ENVI's other two anomaly detectors; rx-dual: the local dual-window RX (fers.detect.classic)
+DETECTORS = ("rx", "ae", "autoad", "utd", "rxd-utd", "rx-dual")
 DEFAULT_NODATA = -9999.0  # scores are ≥ 0, so a negative nodata never collides with one
 
 
@@ -142,6 +142,7 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     import torch
 
     from .detect.ae import ae_scores
+    from .detect.autoad import autoad_scores
     from .detect.classic import DEFAULT_WINDOW, check_local_mean, check_window, dual_window_scores, global_scores
     from .detect.rx import rx
 
@@ -196,6 +197,10 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         sub = feedback.sub(lo + (hi - lo) * (0.5 if enhancing else 0.0), hi)
         if detector == "ae":
             maps.append(ae_scores(x, valid, seed=seed, device=device, feedback=sub))
+        elif detector == "autoad":
+            s, aad = autoad_scores(x, valid, seed=seed, device=device, feedback=sub)
+            info.update(aad)
+            maps.append(s)
         elif detector == "rx-dual":
             maps.append(dual_window_scores(x, valid, window, device=device, feedback=sub))
         elif detector != "rx" or local_mean:
@@ -243,6 +248,10 @@ def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback, detect
         from .detect.classic import dual_window_bytes
 
         extra = dual_window_bytes(bands, width)
+    elif detector == "autoad":
+        from .detect.autoad import autoad_bytes
+
+        extra = autoad_bytes(bands, height, width)
     check_fits(bands, height, width, job, feedback, extra)
     cube, valid = plan.read(src, window)
     require_valid(src, plan.indices, valid, window)
@@ -333,7 +342,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     idx = plan.indices
     feedback.info(f"input {src.describe()}; using {len(idx)} band(s); strategy {strategy}, detector {detector}, device {dev}")
     feedback.check()
-    heavy = (mdl is not None and strategy != "none") or detector == "ae"
+    heavy = (mdl is not None and strategy != "none") or detector in ("ae", "autoad")
     cube, valid, georef = read_scene(src, plan, extent, "networks" if heavy else "rx", feedback, detector)
     feedback.progress(0.1, "read")
     n_invalid = int((~valid).sum())
