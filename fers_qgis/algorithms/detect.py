@@ -17,6 +17,9 @@ DETECTORS = ("rx", "ae")
 DEVICES = ("auto", "cpu", "cuda")
 BAND_MATCHES = ("auto", "nearest", "resample", "index")
 CARD_CHARS = 2000  # of each model card shown in the help
+# fers.objects.DEFAULT_PERCENTILE (bench/threshold.py chose it); repeated, as the parameters are built while the
+# plugin loads, before the engine is importable (tests/plugin/test_qgis_process.py checks they agree)
+DEFAULT_PERCENTILE = 98.5
 
 
 def raster_source(alg, parameters, name, context):
@@ -186,8 +189,9 @@ class DetectAlgorithm(FersAlgorithm):
         "OBJECTS": "Optional polygons (GeoPackage, GeoJSON or FlatGeobuf), one per 8-connected group of anomalous "
                    "pixels: id, pixels, area (map units²), peak_score, mean_score, centroid_x, centroid_y.",
         "THRESHOLD_PERCENTILE": "Mask and objects: a pixel is anomalous when its score is above this percentile "
-                                "of the valid scores (99.5 = the top 0.5 %). Ignored when a false-alarm rate "
-                                "is given.",
+                                "of the valid scores (98.5, the default, flags the top 1.5 %; it gave the mask's "
+                                "best F1 on the selection groups, docs/REPRODUCING.md). Ignored when a "
+                                "false-alarm rate is given.",
         "FALSE_ALARM_RATE": "Mask and objects: the threshold is set so that at most this fraction of the valid "
                             "pixels lies above it (e.g. 0.001); overrides the percentile when given.",
         "MIN_PIXELS": "Mask and objects: groups of anomalous pixels smaller than this (8-connected) are dropped from "
@@ -209,7 +213,7 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = all)",
                                                        QgsProcessingParameterNumber.Integer, 0, False, 0))
-        self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "none")
+        self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "auto")
         self.add_enum("DETECTOR", "Detector", DETECTORS, "rx")
         # "All files (*)": any other filter makes QGIS append an extension to the value and reject the
         # authors' checkpoint folders (convh.pt, enc.pt, pc.pt), which are valid models too
@@ -244,7 +248,7 @@ class DetectAlgorithm(FersAlgorithm):
         self.addParameter(trim)
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD_PERCENTILE", "Anomaly threshold: score percentile (mask and objects)",
-            QgsProcessingParameterNumber.Double, 99.5, True, 0.0, 99.9999))
+            QgsProcessingParameterNumber.Double, DEFAULT_PERCENTILE, True, 0.0, 99.9999))
         self.addParameter(QgsProcessingParameterNumber(
             "FALSE_ALARM_RATE", "…or false-alarm rate (fraction of valid pixels above the threshold)",
             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.999999))
@@ -273,7 +277,7 @@ class DetectAlgorithm(FersAlgorithm):
 
     def run_engine(self, parameters, context, feedback):
         from fers.objects import check_paths, display_range, products_for_detection
-        from fers.pipeline import detect, detector_label
+        from fers.pipeline import detect, detector_label, strategy_label
         from fers.preprocess import parse_band_list
 
         from ..styling import QmlStyler, ScoreStyler, on_load
@@ -298,13 +302,16 @@ class DetectAlgorithm(FersAlgorithm):
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
                      rx_trim=trim, extent=extent_argument(self, parameters, context), **nodata)
         i = res.info
+        used = strategy_label(res.strategy)  # the README's words: RX, spectral, spatial, fusion A, fusion B
+        feedback.info(f"map by {used}" + (f" ({res.strategy})" if used != res.strategy else "")
+                      + (f" with the model {i['model']}" if i.get("model") else " on the raw bands, no model"))
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
                       f"{detector_label(res.detector, i)}; model "
                       f"{i.get('model_seconds', 0.0):.2f} s, detector {i.get('detector_seconds', 0.0):.2f} s)")
         name = input_name(self, parameters, "INPUT", context)
         results = {"OUTPUT": res.output}
         lo, hi = display_range(res.scores, res.valid)
-        on_load(context, out, ScoreStyler(f"{name} — anomaly ({res.strategy})", lo, hi))
+        on_load(context, out, ScoreStyler(f"{name} — anomaly ({used})", lo, hi))
         if mask or objects:
             far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
             pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
@@ -314,10 +321,10 @@ class DetectAlgorithm(FersAlgorithm):
                            OBJECT_COUNT=len(obj.table))
             if obj.mask_path:
                 results["MASK"] = obj.mask_path
-                on_load(context, obj.mask_path, QmlStyler(f"{name} — anomaly mask ({res.strategy})",
+                on_load(context, obj.mask_path, QmlStyler(f"{name} — anomaly mask ({used})",
                                                                 "anomaly_mask.qml"))
             if obj.objects_path:
                 results["OBJECTS"] = obj.objects_path
-                on_load(context, obj.objects_path, QmlStyler(f"{name} — anomaly objects ({res.strategy})",
+                on_load(context, obj.objects_path, QmlStyler(f"{name} — anomaly objects ({used})",
                                                                    "anomaly_objects.qml"))
         return results
