@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 1 = keep all")
     th = d.add_mutually_exclusive_group()
     th.add_argument("--threshold-percentile", type=float, metavar="P",
-                    help="mask/objects: anomalous = score above the P-th percentile of valid scores (default 98.5, chosen on the selection groups: docs/REPRODUCING.md)")
+                    help="mask/objects: anomalous = score above the P-th percentile of valid scores "
+                         "(default 98.5, chosen on the selection groups: docs/REPRODUCING.md)")
     th.add_argument("--false-alarm-rate", type=float, metavar="F",
                     help="mask/objects: threshold so that at most this fraction of valid pixels is above it")
     d.set_defaults(func=cmd_detect)

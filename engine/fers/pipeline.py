@@ -76,8 +76,9 @@ def explain_auto(resolved: str, bands: int, model=None) -> str:
     if resolved == "spectral":
         why = f"{name} holds no spatial branch, so neither fusion can run"
     else:
-        why = (f"{name} has both branches, and with {bands} bands ({'≤' if resolved == 'multiplicative' else '>'} 50) "
-               "the paper's rule picks " + ("A" if resolved == "multiplicative" else "B") + " (A up to 50 bands, else B)")
+        a = resolved == "multiplicative"
+        why = (f"{name} has both branches, and with {bands} bands ({'≤' if a else '>'} 50) the paper's rule picks "
+               f"{'A' if a else 'B'} (A up to 50 bands, else B)")
     return f"strategy auto → {strategy_label(resolved)} ({resolved}): {why}"
 
 
@@ -268,7 +269,8 @@ def _model_fit(model, raster_bands: int, wavelengths) -> Optional[str]:
         outside = sum(1 for w in m_wl if not lo <= float(w) <= hi)
         if 2 * outside > len(m_wl):
             return None
-        return f"by wavelength: the raster's {lo:.0f}–{hi:.0f} nm cover the model's {min(m_wl):.0f}–{max(m_wl):.0f} nm"
+        return (f"by wavelength: the raster's {lo:.0f}–{hi:.0f} nm cover the model's "
+                f"{min(m_wl):.0f}–{max(m_wl):.0f} nm")
     idx = model.meta.get("band_indices") or range(model.bands)
     if max(int(i) for i in idx) >= raster_bands:
         return None
@@ -353,6 +355,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)
     bands = resolve_band_list(bands, src, feedback)
+    if not (isinstance(bands, (int, np.integer)) and int(bands) == 0):
+        select_bands(src.band_count, bands)  # bands the raster lacks: said before any model is looked for
     if not model and strategy != "none":
         model = default_model(bands, src.band_count, feedback, getattr(src, "wavelengths", None))
     mdl = resolve_model(model, dev, feedback)

@@ -70,3 +70,36 @@ def test_the_dialog_defaults_are_the_documented_ones():
     assert params["THRESHOLD_PERCENTILE"]["default_value"] == DEFAULT_PERCENTILE == 98.5
     assert not params["BUNDLED_MODEL"]["default_value"] and not params["MODEL"]["default_value"]
     assert params["BANDS"]["default_value"] == 0
+
+
+MODEL3 = os.path.join(REPO, "resources", "modeler", "detect_and_evaluate.model3")
+MODEL3_ORDER = """
+import sys
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
+app = QgsApplication([], False); app.initQgis()
+m = QgsProcessingModelAlgorithm()
+assert m.fromFile(sys.argv[1])
+print([p.name() for p in m.parameterDefinitions()])
+print(m.parameterDefinition("strategy").defaultValue(), m.parameterDefinition("bundled_model").options())
+"""
+
+
+def test_the_shipped_model_asks_in_analyst_order_and_offers_the_bundled_models(tmp_path):
+    from conftest import run
+
+    r = run(["/usr/bin/python3", "-c", MODEL3_ORDER, MODEL3],
+            env={"QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": "/usr/share/qgis/python"})
+    assert r.returncode == 0, r.stderr
+    order, defaults = r.stdout.strip().splitlines()[-2:]
+    assert order == "['raster', 'ground_truth', 'strategy', 'bundled_model', 'model', 'bands']"
+    assert defaults == "auto ['fers-aviris-100', 'fers-aviris-200']"
+    out = tmp_path / "map.tif"
+    r = qgis_process("run", MODEL3, "--", f"raster={SAMPLE}", f"ground_truth={TRUTH}", "bundled_model=fers-aviris-100",
+                     f"detect:map={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "strategy auto → fusion B (additive): the model fers-aviris-100.pt" in r.stdout + r.stderr
+    auc = pairwise_auc(read_geotiff(out)[0][0], read_geotiff(TRUTH)[0][0])
+    from test_qgis_process import _results
+
+    assert float(_results(r.stdout)["evaluate:AUC"]) == pytest.approx(auc, abs=1e-6)
+    assert auc == pytest.approx(0.973993, abs=1e-4)  # fusion B with the 100-band model on the sample (fers CLI)
