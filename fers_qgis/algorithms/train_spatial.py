@@ -14,7 +14,7 @@ class TrainSpatialAlgorithm(FersAlgorithm):
             "decorrelated from a frozen spectral teacher while a restoration network (FRN) reconstructs the cube "
             "from both. The output holds teacher + student and enables every fusion strategy of 'Detect "
             "anomalies' (multiplicative = A, additive = B, auto). The band count is the teacher's.\n\n"
-            "<b>Teacher</b>: a checkpoint from 'Train spectral branch' or the FERS authors' checkpoint folder.\n"
+            "<b>Teacher</b>: a checkpoint from 'Train stage 1 (Spe-FEN)' or the FERS authors' checkpoint folder.\n"
             "<b>Backbone weights</b>: ResNet-34 — 'imagenet' (torchvision file via torch.hub, once), a local .pth "
             "file, or 'random'; recorded in the checkpoint. Resume, validation and logs as in stage 1.")
 
