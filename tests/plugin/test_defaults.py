@@ -103,3 +103,41 @@ def test_the_shipped_model_asks_in_analyst_order_and_offers_the_bundled_models(t
 
     assert float(_results(r.stdout)["evaluate:AUC"]) == pytest.approx(auc, abs=1e-6)
     assert auc == pytest.approx(0.973993, abs=1e-4)  # fusion B with the 100-band model on the sample (fers CLI)
+
+
+DIALOG_FACTS = """
+import json, sys
+sys.path[:0] = sys.argv[1:]
+from qgis.core import QgsApplication
+app = QgsApplication([], False); app.initQgis()
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+out = {"provider": [provider.name(), provider.longName()], "algs": {}}
+for alg in provider.algorithms():
+    labels = [d.description() + (" [optional]" if d.flags() & d.FlagOptional else "")
+              for d in alg.parameterDefinitions() if not d.flags() & d.FlagHidden]
+    out["algs"][alg.name()] = {"display": alg.displayName(), "html": alg.hasHtmlOutputs(), "labels": labels,
+                               "outputs": {o.name(): o.type() for o in alg.outputDefinitions()}}
+print(json.dumps(out))
+"""
+
+
+def test_dialog_texts_fit_and_no_png_is_announced_as_html():
+    """What `make screens` showed cut at the default sizes, kept from coming back: the toolbox (about 28
+    characters beside an algorithm's icon) and the dialog's parameter panel (about 55, " [optional]" included,
+    before QGIS scrolls it sideways and hides the file buttons); QGIS's "HTML output has been generated" for
+    Evaluate's PNG and Benchmark's report (QgsProcessingAlgorithm.hasHtmlOutputs)."""
+    from conftest import run
+    from test_analyst_features import QGIS_PYTHON_PATH
+
+    r = run(["/usr/bin/python3", "-c", DIALOG_FACTS, *QGIS_PYTHON_PATH], env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr
+    facts = json.loads(r.stdout.strip().splitlines()[-1])
+    assert facts["provider"] == ["FERS", "FERS hyperspectral anomaly detection"]
+    for name, alg in facts["algs"].items():
+        assert len(alg["display"]) <= 28, alg["display"]
+        assert not alg["html"], name
+        long = [label for label in alg["labels"] if len(label) > 50]
+        assert not long, (name, long)
+    assert facts["algs"]["evaluate"]["outputs"]["ROC"] == "outputFile"
+    assert facts["algs"]["benchmark"]["outputs"]["OUTPUT_HTML"] == "outputFile"
