@@ -214,8 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140, or wavelengths: "
                                        "400-1340nm,1460-1790nm (band centres in range), 2.2um (nearest band)")
     d.add_argument("--strategy", choices=STRATEGIES, default="none",
-                   help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
-                        "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
+                   help="fusion strategy (SPEC §3); default none = plain RX, the paper's baseline (fers:detect "
+                        "in QGIS defaults to auto); auto = A up to 50 bands, else B, with the bundled model that "
+                        "matches the raster unless --model is given; with the bundled models, multiplicative (A) "
+                        "scores best on objects of several pixels at 100 bands, additive (B) or spectral on "
+                        "one-pixel targets")
     d.add_argument("--detector", choices=DETECTORS, default="rx")
     d.add_argument("--rx-trim", type=_trim_arg, default=None, metavar="F",
                    help="RX: leave the top F of the first pass's scores out of the background mean and covariance "
