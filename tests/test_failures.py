@@ -298,6 +298,7 @@ def test_a_job_too_large_for_the_memory_left_is_refused_before_reading(tmp_path,
     out.parent.mkdir()
     r = fers("detect", scene, out, "--bands", "100", "--strategy", "additive", env=env)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert "use fewer bands, or plain RX (strategy none, about 0.3 GB), or free memory" in r.stderr
     _no_output(out.parent, out)
     r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", "BANDS=100", "STRATEGY=additive", f"OUTPUT={out}",
                      env=env)
