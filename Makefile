@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -78,6 +78,20 @@ demo: setup
 		GROUND_TRUTH=$(ROOT)/resources/sample/abu-airport-2_gt.tif 2>/dev/null | grep '^AUC:' && \
 	echo "CRS of the map: $$(gdalsrsinfo -o epsg $$out | grep EPSG)" && \
 	echo "anomaly map written to: $$out"
+
+# Screenshots of every FERS dialog in the real QGIS desktop (Xvfb, a fresh profile with the plugin enabled), a
+# detect run from its dialog with only INPUT, an evaluate run with a ROC PNG, the .model3, the toolbox
+SCREENS ?= $(ROOT)/build/screens
+screens: setup
+	@profile=$$(mktemp -d); mkdir -p $$profile/profiles/default/QGIS; \
+	printf '[PythonPlugins]\nfers_qgis=true\n' > $$profile/profiles/default/QGIS/QGIS3.ini; \
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	QGIS_PLUGINPATH=$(VENV)/qgis-plugins PYTHONPATH=$$site:$(ROOT)/engine FERS_SCREENS=$(SCREENS) \
+	FERS_SAMPLE=$(ROOT)/resources/sample/abu-airport-2.tif \
+	FERS_MODEL3=$(ROOT)/resources/modeler/detect_and_evaluate.model3 \
+	timeout 1200 xvfb-run -a -s "-screen 0 1600x1000x24" qgis --nologo --noversioncheck --profiles-path $$profile \
+		--code $(ROOT)/scripts/desktop_screens.py 2>&1 | grep -E "^screen:|^layers:|^fers:|failed|Error|error" ; \
+	rm -rf $$profile; echo "screenshots in $(SCREENS)"
 
 RAW := $(DATA)/raw
 PAPER_SET := $(addprefix $(RAW)/,abu-airport-1.mat abu-airport-2.mat abu-airport-3.mat abu-airport-4.mat \

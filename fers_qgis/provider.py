@@ -10,10 +10,12 @@ class FersProvider(QgsProcessingProvider):
         return "fers"
 
     def name(self):
-        return "FERS hyperspectral anomaly detection"
+        # what the toolbox shows: short, as the toolbox's default width cut the long name ("FERS hyperspectral
+        # anomaly detect…"); the long one is the tooltip and the help's
+        return "FERS"
 
     def longName(self):  # noqa: N802
-        return self.name()
+        return "FERS hyperspectral anomaly detection"
 
     def icon(self):
         return icon()

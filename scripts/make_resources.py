@@ -70,6 +70,7 @@ def detect_and_evaluate(path):
     from processing.core.Processing import Processing
 
     from fers_qgis.algorithms.detect import STRATEGIES
+    from fers_qgis.paths import bundled_models
     from fers_qgis.provider import FersProvider
 
     Processing.initialize()
@@ -83,17 +84,25 @@ def detect_and_evaluate(path):
         "raster": "The hyperspectral raster to score.",
         "ground_truth": "Raster of the same size, > 0 = anomaly.",
         "bands": "The first N bands (0 = all, or the model's bands).",
-        "strategy": "Fusion strategy of fers:detect; every strategy except 'none' needs a model.",
+        "strategy": "Fusion strategy of fers:detect: auto (the default) = fusion A for ≤ 50 bands, else B; "
+                    "none = plain RX on the raw bands, no model. Every strategy except 'none' needs a model: "
+                    "without one, the bundled model that matches the raster is used.",
         "model": "Optional model checkpoint (.pt), authors' folder or bundled model name.",
+        "bundled_model": "Optional: one of the models shipped with the plugin; empty = the one that matches the "
+                         "raster (fers:detect's help).",
         "ALG_CREATOR": "FERS for QGIS"})
+    # in the order an analyst fills them in (QgsProcessingModelAlgorithm.setParameterOrder below; without it QGIS
+    # lists a model's inputs by name: the raster 4th, after the ground truth)
     inputs = [
         (QgsProcessingParameterRasterLayer("raster", "Hyperspectral raster"), 60),
         (QgsProcessingParameterRasterLayer("ground_truth", "Ground truth (> 0 = anomaly)"), 140),
-        (QgsProcessingParameterNumber("bands", "Use the first N bands (0 = all)",
-                                      QgsProcessingParameterNumber.Integer, 0, False, 0), 220),
-        (QgsProcessingParameterEnum("strategy", "Fusion strategy", list(STRATEGIES), False, "none", False, True), 300),
-        (QgsProcessingParameterFile("model", "Model checkpoint (optional)", QgsProcessingParameterFile.File, "",
+        (QgsProcessingParameterEnum("strategy", "Fusion strategy", list(STRATEGIES), False, "auto", False, True), 220),
+        (QgsProcessingParameterEnum("bundled_model", "Bundled model (empty = automatic)",
+                                    [m.name for m in bundled_models()], False, None, True, True), 300),
+        (QgsProcessingParameterFile("model", "…or a model file (.pt) or folder", QgsProcessingParameterFile.File, "",
                                     None, True, "All files (*)"), 380),
+        (QgsProcessingParameterNumber("bands", "Use the first N bands (0 = automatic)",
+                                      QgsProcessingParameterNumber.Integer, 0, False, 0), 460),
     ]
     helps = m.helpContent()
     for d, y in inputs:
@@ -102,6 +111,7 @@ def detect_and_evaluate(path):
         p.setPosition(QPointF(120, y))
         p.setDescription(d.description())
         m.addModelParameter(d, p)
+    m.setParameterOrder([d.name() for d, _ in inputs])
 
     detect = QgsProcessingModelChildAlgorithm("fers:detect")
     detect.setChildId("detect")
@@ -109,7 +119,8 @@ def detect_and_evaluate(path):
     detect.setPosition(QPointF(420, 180))
     src = QgsProcessingModelChildParameterSource
     sources = {"INPUT": src.fromModelParameter("raster"), "BANDS": src.fromModelParameter("bands"),
-               "STRATEGY": src.fromModelParameter("strategy"), "MODEL": src.fromModelParameter("model")}
+               "STRATEGY": src.fromModelParameter("strategy"), "MODEL": src.fromModelParameter("model"),
+               "BUNDLED_MODEL": src.fromModelParameter("bundled_model")}
     alg = QgsApplication.processingRegistry().algorithmById("fers:detect")
     for d in alg.parameterDefinitions():  # every other mandatory parameter at its default
         if d.name() not in sources and not d.isDestination() and not (d.flags() & d.FlagOptional):

@@ -96,11 +96,14 @@ CASES = [
     ("band-list-empty", _scene, ["--band-list", ","], ["BAND_LIST=,"], "the band list is empty"),
     ("band-list-garbage", _scene, ["--band-list", "a-b"], ["BAND_LIST=a-b"], "is not a band number or a range"),
     ("all-nodata", _all_nodata, [], [], "every pixel is nodata"),
-    ("bands-all-nodata", _nodata_bands, ["--bands", "20"], ["BANDS=20"],
+    # STRATEGY=none in QGIS, whose default is auto with a bundled model: these two are about RX and band reading
+    ("bands-all-nodata", _nodata_bands, ["--bands", "20"], ["BANDS=20", "STRATEGY=none"],
      "band(s) 12-13 are no data in every pixel (the file's nodata value 0 or NaN/Inf); leave them out (band list "
      "1-11,14-20"),
     ("constant-bands", _constant, [], [], "all valid pixels have the same value"),
-    ("single-pixel", lambda t: _scene(t, rows=1, cols=1), [], [], "RX needs at least 2 valid pixels"),
+    ("single-pixel", lambda t: _scene(t, rows=1, cols=1), [], ["STRATEGY=none"], "RX needs at least 2 valid pixels"),
+    ("single-pixel-default-strategy", lambda t: _scene(t, rows=1, cols=1), ["--strategy", "auto"], [],
+     "the Spa-FEN needs an image of at least 16×16 pixels"),
     ("not-a-raster", _not_raster, [], [], "is not a raster GDAL can read"),
     ("truncated-geotiff", _truncated, [], [], "truncated or corrupt"),
     ("model-band-mismatch", _scene, ["--strategy", "spectral", "--model", AUTHORS_100, "--bands", "50"],
@@ -268,7 +271,7 @@ def test_nan_and_inf_pixels_are_left_out_and_stay_nodata(tmp_path):
     expected = numpy_rx(cube[~bad].astype(np.float64))  # RX of the valid pixels alone
     for tool, out in (("cli", tmp_path / "a.tif"), ("qgis", tmp_path / "b.tif")):
         r = (fers("detect", tif, out) if tool == "cli" else
-             qgis_process("run", "fers:detect", "--", f"INPUT={tif}", f"OUTPUT={out}"))
+             qgis_process("run", "fers:detect", "--", f"INPUT={tif}", "STRATEGY=none", f"OUTPUT={out}"))
         assert r.returncode == 0, r.stdout + r.stderr
         scores, _, _, nodata = read_geotiff(out)
         assert nodata == -9999.0 and np.array_equal(scores[0] == nodata, bad)
@@ -295,6 +298,7 @@ def test_a_job_too_large_for_the_memory_left_is_refused_before_reading(tmp_path,
     out.parent.mkdir()
     r = fers("detect", scene, out, "--bands", "100", "--strategy", "additive", env=env)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert "use fewer bands, or plain RX (strategy none, about 0.3 GB), or free memory" in r.stderr
     _no_output(out.parent, out)
     r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", "BANDS=100", "STRATEGY=additive", f"OUTPUT={out}",
                      env=env)

@@ -215,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140, or wavelengths: "
                                        "400-1340nm,1460-1790nm (band centres in range), 2.2um (nearest band)")
     d.add_argument("--strategy", choices=STRATEGIES, default="none",
-                   help="fusion strategy (SPEC §3); with the bundled models, multiplicative (A) scores best on "
-                        "objects of several pixels at 100 bands, additive (B) or spectral on one-pixel targets")
+                   help="fusion strategy (SPEC §3); default none = plain RX, the paper's baseline (fers:detect "
+                        "in QGIS defaults to auto); auto = A up to 50 bands, else B, with the bundled model that "
+                        "matches the raster unless --model is given; with the bundled models, multiplicative (A) "
+                        "scores best on objects of several pixels at 100 bands, additive (B) or spectral on "
+                        "one-pixel targets")
     d.add_argument("--detector", choices=DETECTORS, default="rx",
                    help="rx: the SPEC's global RX (ENVI's RXD); ae: per-scene autoencoder; autoad: Auto-AD (a "
                         "per-scene convolutional autoencoder from noise, adaptive weights, loss-based stop; "
@@ -255,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 1 = keep all")
     th = d.add_mutually_exclusive_group()
     th.add_argument("--threshold-percentile", type=float, metavar="P",
-                    help="mask/objects: anomalous = score above the P-th percentile of valid scores (default 99.5)")
+                    help="mask/objects: anomalous = score above the P-th percentile of valid scores "
+                         "(default 98.5, chosen on the selection groups: docs/REPRODUCING.md)")
     th.add_argument("--false-alarm-rate", type=float, metavar="F",
                     help="mask/objects: threshold so that at most this fraction of valid pixels is above it")
     d.set_defaults(func=cmd_detect)

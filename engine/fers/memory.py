@@ -72,8 +72,13 @@ def check_fits(bands: int, height: int, width: int, job: str, feedback=None, ext
         return
     size = f"{width}×{height} px × {bands} bands"
     if need > avail:
+        rx_factor, rx_base = PEAK["rx"]
+        rx_need = rx_factor * 4.0 * bands * height * width + rx_base
+        # the networks are the default in QGIS (STRATEGY=auto): say what plain RX would take instead
+        rx = (f", or plain RX (strategy none, about {rx_need / GB:.1f} GB)" if job == "networks" and rx_need <= avail
+              else "")
         raise InputError(f"{size} needs about {need / GB:.1f} GB of memory, but {avail / GB:.1f} GB are left "
-                         f"({why}): work on an area of the raster (EXTENT / --extent), use fewer bands, or free "
+                         f"({why}): work on an area of the raster (EXTENT / --extent), use fewer bands{rx}, or free "
                          "memory; nothing was read")
     if feedback is not None and need > 0.6 * avail:
         feedback.warn(f"{size} will use about {need / GB:.1f} of the {avail / GB:.1f} GB left ({why})")

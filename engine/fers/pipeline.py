@@ -50,13 +50,38 @@ def output_nodata(input_nodata: Optional[float]) -> float:
     return DEFAULT_NODATA
 
 
-def resolve_strategy(strategy: str, bands: int) -> str:
-    """'auto' follows the paper: fusion A for ≤ 50 bands, else B (SPEC §3)."""
+# the README's words for each strategy: log lines, layer names
+STRATEGY_LABELS = {"none": "RX", "spectral": "spectral", "spatial": "spatial", "multiplicative": "fusion A",
+                   "additive": "fusion B", "auto": "auto"}
+
+
+def strategy_label(strategy: str) -> str:
+    """'fusion B' for 'additive', 'RX' for 'none': the strategy as the README and the paper name it."""
+    return STRATEGY_LABELS.get(strategy, strategy)
+
+
+def resolve_strategy(strategy: str, bands: int, spatial: bool = True) -> str:
+    """'auto' follows the paper: fusion A for ≤ 50 bands, else B (SPEC §3); with a model that holds no
+    Spa-FEN (``spatial`` False: a stage-1 model) both fusions are out of reach, so 'auto' is spectral (FERD)."""
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy '{strategy}' (choose one of: {', '.join(STRATEGIES)})")
     if strategy == "auto":
+        if not spatial:
+            return "spectral"
         return "multiplicative" if bands <= 50 else "additive"
     return strategy
+
+
+def explain_auto(resolved: str, bands: int, model=None) -> str:
+    """One log line: what 'auto' resolved to and why."""
+    name = f"the model {model.describe()}" if model is not None else "the model"
+    if resolved == "spectral":
+        why = f"{name} holds no spatial branch, so neither fusion can run"
+    else:
+        a = resolved == "multiplicative"
+        why = (f"{name} has both branches, and with {bands} bands ({'≤' if a else '>'} 50) the paper's rule picks "
+               f"{'A' if a else 'B'} (A up to 50 bands, else B)")
+    return f"strategy auto → {strategy_label(resolved)} ({resolved}): {why}"
 
 
 def resolve_rx_trim(rx_trim: Optional[float], strategy: str) -> float:
@@ -147,7 +172,10 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
     from .detect.rx import rx
 
     feedback = feedback or Feedback()
-    strategy = resolve_strategy(strategy, cube.shape[0])
+    asked = strategy
+    strategy = resolve_strategy(strategy, cube.shape[0], model is None or model.spa is not None)
+    if asked == "auto":
+        feedback.info(explain_auto(strategy, cube.shape[0], model))
     rx_trim = resolve_rx_trim(rx_trim, strategy)
     if detector not in DETECTORS:
         raise InputError(f"unknown detector '{detector}' (choose one of: {', '.join(DETECTORS)})")
@@ -267,25 +295,61 @@ def resolve_band_list(bands, src, feedback: Feedback):
     return idx
 
 
-def default_model(bands, raster_bands: int, feedback: Feedback) -> str:
-    """The bundled model for a strategy that needs one when none is given: the one whose band count is
-    the number of bands asked for (BANDS=N or a band list); with BANDS=0, the largest the raster can feed."""
-    from .bundled import list_models, model_bands
+def _model_fit(model, raster_bands: int, wavelengths) -> Optional[str]:
+    """How a model matches a raster it would read with BANDS=0, or None when it cannot: by wavelength where the
+    model card and the raster both give them (at most half the model's wavelengths outside the raster's range,
+    the limit ``wavelengths.plan_bands`` resamples to), else by position (the model's bands are bands of the
+    raster)."""
+    m_wl = model.meta.get("wavelengths")
+    if m_wl and wavelengths and len(m_wl) == model.bands:
+        lo, hi = min(wavelengths), max(wavelengths)
+        outside = sum(1 for w in m_wl if not lo <= float(w) <= hi)
+        if 2 * outside > len(m_wl):
+            return None
+        return (f"by wavelength: the raster's {lo:.0f}–{hi:.0f} nm cover the model's "
+                f"{min(m_wl):.0f}–{max(m_wl):.0f} nm")
+    idx = model.meta.get("band_indices") or range(model.bands)
+    if max(int(i) for i in idx) >= raster_bands:
+        return None
+    return "by position" + ("" if wavelengths else ", as the raster carries no wavelengths")
 
-    found = {}
+
+def default_model(bands, raster_bands: int, feedback: Feedback, wavelengths=None) -> str:
+    """The bundled model for a strategy that needs one when none is given.
+
+    BANDS=N or a band list: the model of that many bands. BANDS=0 (the default): the models that match the
+    raster (``_model_fit``: by wavelength where both sides give them, else by position) and, of those, the one
+    with the most bands — the most spectral information; on the selection groups the bundled 200-band model is
+    level with or ahead of the 100-band one on the scenes both can read (the model cards' figures)."""
+    from .bundled import list_models
+    from .checkpoint import load_model
+    from .errors import FersError
+
+    found, fits = {}, {}
     for m in list_models():
-        found.setdefault(model_bands(m.path), m)
-    counts = sorted(b for b in found if b)
+        try:
+            mdl = load_model(m.path)
+        except FersError:
+            continue
+        found.setdefault(mdl.bands, m)
+        how = _model_fit(mdl, raster_bands, wavelengths)
+        if how and found[mdl.bands] is m:
+            fits[mdl.bands] = how
+    counts = sorted(found)
+    have = ", ".join(f"{b} bands ({found[b].name})" for b in counts) or "none installed"
     if isinstance(bands, (int, np.integer)) and int(bands) == 0:
-        fits = [b for b in counts if b <= raster_bands]
-        want = fits[-1] if fits else None
-    else:
-        want = int(bands) if isinstance(bands, (int, np.integer)) else len(list(bands))
+        if not fits:
+            raise ModelError(f"no bundled model for this raster (bundled: {have}): it has {raster_bands} bands"
+                             f"{'' if wavelengths else ' and no wavelengths'}; choose strategy 'none' (plain RX, "
+                             "no model), or give MODEL / --model trained for this sensor")
+        want = max(fits)
+        feedback.info(f"no model given: using the bundled model {found[want].name} ({want} bands): the bundled model "
+                      f"with the most bands that matches this raster of {raster_bands} bands ({fits[want]})")
+        return found[want].path
+    want = int(bands) if isinstance(bands, (int, np.integer)) else len(list(bands))
     if want not in found:
-        have = ", ".join(f"{b} bands ({found[b].name})" for b in counts) or "none installed"
-        raise ModelError(f"no bundled model for {want if want else 'this raster'}"
-                         f"{' bands' if want else ''} (bundled: {have}); set BANDS / --bands to one of those, "
-                         "or give MODEL / --model")
+        raise ModelError(f"no bundled model for {want} bands (bundled: {have}); set BANDS / --bands to one of "
+                         "those, or give MODEL / --model")
     feedback.info(f"no model given: using the bundled model {found[want].name} ({want} bands)")
     return found[want].path
 
@@ -333,8 +397,10 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)
     bands = resolve_band_list(bands, src, feedback)
+    if not (isinstance(bands, (int, np.integer)) and int(bands) == 0):
+        select_bands(src.band_count, bands)  # bands the raster lacks: said before any model is looked for
     if not model and strategy != "none":
-        model = default_model(bands, src.band_count, feedback)
+        model = default_model(bands, src.band_count, feedback, getattr(src, "wavelengths", None))
     mdl = resolve_model(model, dev, feedback)
     # a model fixes its bands: BANDS=0 means "what the model needs", matched by wavelength when both sides
     # know theirs (fers.wavelengths: nearest centre, or resampling when the sensor differs), else by position
@@ -354,6 +420,8 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
                                rx_trim=rx_trim, local_mean=local_mean, window=window)
     if mdl is not None:
         info["tile_size"] = tile
+        if info["strategy"] != "none":
+            info["model"] = mdl.describe()
     strategy = info["strategy"]
     info.update(scale_min=minmax[0], scale_max=minmax[1], band_match=plan.mode)
     if output is not None:

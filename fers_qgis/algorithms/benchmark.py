@@ -5,7 +5,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
-from .base import FersAlgorithm
+from ..paths import bundled_models
+from .base import FersAlgorithm, add_file_destination
 from .detect import DETECTORS, DEVICES, STRATEGIES
 
 SENSORS = ("aviris_ng", "aviris")
@@ -13,7 +14,7 @@ SENSORS = ("aviris_ng", "aviris")
 
 class BenchmarkAlgorithm(FersAlgorithm):
     NAME = "benchmark"
-    DISPLAY = "Benchmark (paper protocol: AUC and time per scene)"
+    DISPLAY = "Benchmark (paper protocol)"
     GROUP = "Evaluation"
     HELP = ("Runs every scene × band count × strategy, as in the paper's evaluation: the first N bands, the "
             "per-scene scaling, the detector, the ROC AUC over valid pixels and the seconds per scene. Writes "
@@ -25,8 +26,9 @@ class BenchmarkAlgorithm(FersAlgorithm):
             "ground_truth/&lt;sensor&gt;/*.png).\n"
             "<b>Bands</b>: one or more band counts, e.g. 100 or 50,100,200; scenes with fewer bands are skipped "
             "(the reason is recorded).\n"
-            "<b>Model</b>: needed by every strategy but 'none'; it is used for the band count it was trained on. "
-            "More models (one per band count) go in the advanced 'More models' field. Strategies without a "
+            "<b>Models</b>: needed by every strategy but 'none'; each is used for the band count it was trained on: "
+            "tick bundled models, give a model file, and more (one per band count) in the advanced 'More models' "
+            "field. Strategies without a "
             "fitting model are skipped and listed in the report.")
 
     PARAM_HELP = {
@@ -37,6 +39,8 @@ class BenchmarkAlgorithm(FersAlgorithm):
         "BANDS": "One or more band counts, separated by commas: each scene is run with its first N bands.",
         "STRATEGIES": "Every strategy to run per scene and band count; all but 'none' need a model of that band "
                       "count.",
+        "BUNDLED_MODELS": "Models shipped with the plugin (their cards are in 'Detect anomalies' help), e.g. both "
+                          "for 100 and 200 bands; each is used for the band count it was trained on.",
         "MORE_MODELS": "Further checkpoints (paths or bundled names, separated by ;), one per band count, so a "
                        "single run covers 50, 100 and 200 bands.",
         "SENSOR": "Which HAD100 test folder to read when SCENE_FOLDER is a HAD100 root.",
@@ -49,34 +53,42 @@ class BenchmarkAlgorithm(FersAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "SCENES", "Scenes (rasters with NAME_gt ground truth beside them)", QgsProcessing.TypeRaster,
+            "SCENES", "Scene rasters (with NAME_gt.tif)", QgsProcessing.TypeRaster,
             optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            "SCENE_FOLDER", "…or a folder of scenes (.mat, rasters + _gt) or a HAD100 root",
+            "SCENE_FOLDER", "…or a folder of scenes (or HAD100)",
             QgsProcessingParameterFile.Folder, optional=True))
-        bands = QgsProcessingParameterString("BANDS", "Band counts (first N bands; e.g. 100 or 50,100,200)", "100")
+        bands = QgsProcessingParameterString("BANDS", "Band counts (e.g. 100 or 50,100,200)", "100")
         self.addParameter(bands)
         strategies = QgsProcessingParameterEnum("STRATEGIES", "Strategies", options=list(STRATEGIES),
                                                 allowMultiple=True, defaultValue=["none"], usesStaticStrings=True)
         self.addParameter(strategies)
         self.add_enum("DETECTOR", "Detector", DETECTORS, "rx")
-        model = QgsProcessingParameterFile("MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
+        names = [m.name for m in bundled_models()]
+        bundled = QgsProcessingParameterEnum("BUNDLED_MODELS", "Bundled models", options=names, allowMultiple=True,
+                                             defaultValue=None, optional=True, usesStaticStrings=True)
+        if not names:
+            bundled.setFlags(bundled.flags() | QgsProcessingParameterDefinition.FlagHidden)
+        self.addParameter(bundled)
+        model = QgsProcessingParameterFile("MODEL", "…or a model file (.pt) or folder",
                                            QgsProcessingParameterFile.File, "", None, True, "All files (*)")
         model.setHelp("Used for the band count it was trained on; strategies that need a model are skipped at "
                       "other band counts.")
         self.addParameter(model)
-        more = QgsProcessingParameterString("MORE_MODELS", "More models, one per band count (paths separated by ;)",
+        more = QgsProcessingParameterString("MORE_MODELS", "More models (paths separated by ;)",
                                             None, False, True)
         more.setFlags(more.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(more)
         self.add_enum("SENSOR", "HAD100 sensor folder", SENSORS, "aviris_ng", advanced=True)
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
-        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim (0 = the paper's plain RX; empty = as fers:detect)",
+        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim (0 = the paper's plain RX)",
                                             QgsProcessingParameterNumber.Double, 0.0, True, 0.0, 0.49)
         trim.setFlags(trim.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(trim)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Results folder"))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_HTML", "Report", "HTML files (*.html)"))
+        # a file output, not QGIS's HTML output (base.add_file_destination): the page links the PNGs beside it
+        add_file_destination(self, QgsProcessingParameterFileDestination("OUTPUT_HTML", "Report",
+                                                                         "HTML files (*.html)"))
         self.addOutput(QgsProcessingOutputFile("RESULTS_CSV", "Results table (CSV)"))
         self.addOutput(QgsProcessingOutputString("MEAN_AUC", "Mean AUC per strategy and band count"))
         for s in STRATEGIES:
@@ -94,7 +106,9 @@ class BenchmarkAlgorithm(FersAlgorithm):
             scenes.append(folder)
         if not scenes:
             raise QgsProcessingException("give scene layers (SCENES) or a folder of scenes / a HAD100 root (SCENE_FOLDER)")
-        models = [self.parameterAsFile(parameters, "MODEL", context)]
+        chosen = set(self.parameterAsEnumStrings(parameters, "BUNDLED_MODELS", context))
+        models = [m.path for m in bundled_models() if m.name in chosen]
+        models.append(self.parameterAsFile(parameters, "MODEL", context))
         models += [m.strip() for m in (self.parameterAsString(parameters, "MORE_MODELS", context) or "").split(";")]
         bands = parse_band_counts(self.parameterAsString(parameters, "BANDS", context))
         trim = self.optional_double(parameters, "RX_TRIM", context, default=0.0)

@@ -17,6 +17,9 @@ DETECTORS = ("rx", "ae")
 DEVICES = ("auto", "cpu", "cuda")
 BAND_MATCHES = ("auto", "nearest", "resample", "index")
 CARD_CHARS = 2000  # of each model card shown in the help
+# fers.objects.DEFAULT_PERCENTILE (research/threshold.py chose it); repeated, as the parameters are built while the
+# plugin loads, before the engine is importable (tests/plugin/test_qgis_process.py checks they agree)
+DEFAULT_PERCENTILE = 98.5
 
 
 def raster_source(alg, parameters, name, context):
@@ -54,12 +57,12 @@ def user_nodata(layer):
 
 def add_nodata_parameter(alg, file_switch=True):
     nodata = QgsProcessingParameterString(
-        "NODATA", "More no-data values (e.g. 0, or 0:10 for a range; the layer's own are always used)",
+        "NODATA", "More no-data values (e.g. 0 or 0:10)",
         None, False, True)
     params = [nodata]
     if file_switch:
         params.append(QgsProcessingParameterBoolean(
-            "IGNORE_FILE_NODATA", "Read the file's nodata value as data (its tag is wrong)", False, True))
+            "IGNORE_FILE_NODATA", "File's nodata value is data (wrong tag)", False, True))
     for p in params:
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         alg.addParameter(p)
@@ -92,7 +95,7 @@ def nodata_arguments(alg, parameters, context, feedback):
 
 
 def add_extent_parameter(alg):
-    extent = QgsProcessingParameterExtent("EXTENT", "Only this extent (empty = the whole raster)", None, True)
+    extent = QgsProcessingParameterExtent("EXTENT", "Extent (empty = the whole raster)", None, True)
     extent.setFlags(extent.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     alg.addParameter(extent)
 
@@ -133,15 +136,17 @@ class DetectAlgorithm(FersAlgorithm):
     DISPLAY = "Detect anomalies"
     HELP = ("Scores every pixel of a hyperspectral raster for how anomalous its spectrum is, and writes the "
             "score map as a float32 GeoTIFF on the input's grid and CRS (nodata pixels stay nodata). Loaded in "
-            "QGIS, the map is named '&lt;input&gt; — anomaly (&lt;strategy&gt;)' and shown on the Magma ramp "
+            "QGIS, the map is named '&lt;input&gt; — anomaly (&lt;strategy&gt;)' (RX, spectral, spatial, fusion A or B) and shown on the Magma ramp "
             "stretched between the 2nd and 98th percentiles of the scores.\n\n"
-            "<b>Bands</b>: the first N bands (the paper's protocol; 0 = all, or what the model needs), or an "
+            "<b>Bands</b>: the first N bands (the paper's protocol; 0 = automatic: what the model needs, or all for "
+            "strategy none), or an "
             "explicit band list (advanced). With a model whose card gives wavelengths and a raster that carries "
             "them (GeoTIFF/ENVI metadata), the bands are matched by wavelength (nearest centre, or linear "
             "resampling when the sensor differs); every mismatch in wavelengths or band count is a warning.\n"
             "<b>Strategy</b>: none = plain global RX on the selected bands; spectral = RX(H + F_spe) (FERD); "
-            "spatial = RX(H + F_spa); multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, "
-            "else B. With the bundled 100-band model, A scores best on anomalies that cover several pixels (vehicles, "
+            "spatial = RX(H + F_spa); multiplicative = fusion A; additive = fusion B; auto (the default) = A for ≤ 50 "
+            "bands, else B, with the bundled model that matches the raster unless a model is given (the log says "
+            "which, and why). With the bundled 100-band model, A scores best on anomalies that cover several pixels (vehicles, "
             "buildings); with both bundled models, B or spectral on one-pixel, sub-pixel targets, where the spatial "
             "branch has no shape to see (the model cards' figures).\n"
             "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics; with a model's strategy, trimmed: the top 1% of a first pass leave the background statistics, so that many similar anomalies do not hide each other; RX_TRIM sets it, 0 = the paper's plain RX); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
@@ -155,17 +160,24 @@ class DetectAlgorithm(FersAlgorithm):
     PARAM_HELP = {
         "INPUT": "A hyperspectral raster GDAL reads (GeoTIFF, ENVI, …); a .mat or .npy path also works. Pixels "
                  "that are nodata, NaN or Inf in any selected band are left out and stay nodata.",
-        "BANDS": "The first N bands (the paper evaluates with 50, 100 or 200); 0 = all bands, or — with a "
-                 "model — the model's own bands (matched by wavelength when both sides give them).",
+        "BANDS": "The first N bands (the paper evaluates with 50, 100 or 200); 0 = automatic: with a model, the "
+                 "model's own bands (matched by wavelength when both sides give them), with strategy 'none' all "
+                 "bands.",
         "STRATEGY": "none = RX on the raw bands; spectral = RX(H + F_spe) (FERD); spatial = RX(H + F_spa); "
-                    "multiplicative = fusion A; additive = fusion B; auto = A for ≤ 50 bands, else B. Every "
-                    "strategy except 'none' needs a model. With the bundled models: A for objects of several "
-                    "pixels (100 bands), B or spectral for one-pixel targets.",
-        "MODEL": "A FERS checkpoint (.pt) — e.g. straight from 'Train spectral branch' — or a folder holding the "
-                 "FERS authors' convh.pt, enc.pt and pc.pt, or a bundled model's name. Leave empty to use "
-                 "BUNDLED_MODEL, or for strategy 'none'.",
+                    "multiplicative = fusion A; additive = fusion B; auto (the default) = A for ≤ 50 bands, else "
+                    "B, or spectral with a model that has no spatial branch; the log says what it chose and why. "
+                    "Every strategy except 'none' needs a model: without MODEL or BUNDLED_MODEL, the bundled model "
+                    "that matches the raster. 'none' is plain RX, the paper's baseline. With the bundled models: A "
+                    "for objects of several pixels (100 bands), B or spectral for one-pixel targets.",
+        "MODEL": "A FERS checkpoint (.pt) — e.g. straight from 'Train stage 1 (Spe-FEN)' — or a folder holding "
+                 "the FERS authors' convh.pt, enc.pt and pc.pt, or a bundled model's name. Leave empty to use "
+                 "BUNDLED_MODEL (or the bundled model that matches the raster), or for strategy 'none'.",
         "BUNDLED_MODEL": "One of the models shipped with the plugin (resources/models); their model cards are "
-                         "in this algorithm's help. Leave empty when MODEL is given.",
+                         "in this algorithm's help. Empty = automatic: for a strategy that needs a model and no "
+                         "MODEL, the bundled model that matches the raster — by wavelength where the raster and the "
+                         "model card both give them (the raster's range covers the model's), else by position (the "
+                         "raster has the model's bands); of those, the one with the most bands. The sample (205 "
+                         "bands, no wavelengths) gets fers-aviris-200 on its first 200 bands.",
         "BAND_MATCH": "With a model: auto = by wavelength when the raster and the model card both give them "
                       "(nearest centre; linear resampling when no raster band is close enough), else by "
                       "position; nearest; resample; index = by position only.",
@@ -186,8 +198,9 @@ class DetectAlgorithm(FersAlgorithm):
         "OBJECTS": "Optional polygons (GeoPackage, GeoJSON or FlatGeobuf), one per 8-connected group of anomalous "
                    "pixels: id, pixels, area (map units²), peak_score, mean_score, centroid_x, centroid_y.",
         "THRESHOLD_PERCENTILE": "Mask and objects: a pixel is anomalous when its score is above this percentile "
-                                "of the valid scores (99.5 = the top 0.5 %). Ignored when a false-alarm rate "
-                                "is given.",
+                                "of the valid scores (98.5, the default, flags the top 1.5 %; it gave the mask's "
+                                "best F1 on the selection groups, docs/REPRODUCING.md). Ignored when a "
+                                "false-alarm rate is given.",
         "FALSE_ALARM_RATE": "Mask and objects: the threshold is set so that at most this fraction of the valid "
                             "pixels lies above it (e.g. 0.001); overrides the percentile when given.",
         "MIN_PIXELS": "Mask and objects: groups of anomalous pixels smaller than this (8-connected) are dropped from "
@@ -207,17 +220,19 @@ class DetectAlgorithm(FersAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Hyperspectral raster"))
-        self.addParameter(QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = all)",
+        # labels stay within the dialog's default width, " [optional]" included (QGIS cuts the rest)
+        self.addParameter(QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = automatic)",
                                                        QgsProcessingParameterNumber.Integer, 0, False, 0))
-        self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "none")
+        self.add_enum("STRATEGY", "Fusion strategy", STRATEGIES, "auto")
         self.add_enum("DETECTOR", "Detector", DETECTORS, "rx")
         # "All files (*)": any other filter makes QGIS append an extension to the value and reject the
         # authors' checkpoint folders (convh.pt, enc.pt, pc.pt), which are valid models too
         self.addParameter(QgsProcessingParameterFile(
-            "MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
+            "MODEL", "Model file (.pt) or folder",
             QgsProcessingParameterFile.File, "", None, True, "All files (*)"))
         names = [m.name for m in bundled_models()]
-        bundled = QgsProcessingParameterEnum("BUNDLED_MODEL", "…or a bundled model", options=names,
+        bundled = QgsProcessingParameterEnum("BUNDLED_MODEL", "…or a bundled model (empty = automatic)",
+                                             options=names,
                                              allowMultiple=False, defaultValue=None, optional=True,
                                              usesStaticStrings=True)
         if not names:
@@ -226,10 +241,10 @@ class DetectAlgorithm(FersAlgorithm):
         self.add_enum("DEVICE", "Device", DEVICES, "auto", advanced=True)
         self.add_enum("BAND_MATCH", "Band matching with a model", BAND_MATCHES, "auto", advanced=True)
         band_list = QgsProcessingParameterString(
-            "BAND_LIST", "Explicit band list (1-based, e.g. 1-100,120, or 400-1340nm)", None, False, True)
+            "BAND_LIST", "Band list (1-100,120 or 400-1340nm)", None, False, True)
         band_list.setFlags(band_list.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(band_list)
-        for name, label, default in (("TILE_SIZE", "Tile size of the spectral branch (px, 0 = automatic)", 0),
+        for name, label, default in (("TILE_SIZE", "Tile size (px, 0 = automatic)", 0),
                                      ("MEMORY_MB", "Working memory for one tile (MB)", 1024)):
             # optional, so that saved models (.model3) that predate them stay valid
             p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, 0)
@@ -237,19 +252,18 @@ class DetectAlgorithm(FersAlgorithm):
             self.addParameter(p)
         add_nodata_parameter(self)
         add_extent_parameter(self)
-        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim: share of top scores left out of the background "
-                                            "statistics (empty = automatic)",
+        trim = QgsProcessingParameterNumber("RX_TRIM", "RX trim (empty = automatic)",
                                             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)
         trim.setFlags(trim.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(trim)
         self.addParameter(QgsProcessingParameterNumber(
-            "THRESHOLD_PERCENTILE", "Anomaly threshold: score percentile (mask and objects)",
-            QgsProcessingParameterNumber.Double, 99.5, True, 0.0, 99.9999))
+            "THRESHOLD_PERCENTILE", "Mask threshold: score percentile",
+            QgsProcessingParameterNumber.Double, DEFAULT_PERCENTILE, True, 0.0, 99.9999))
         self.addParameter(QgsProcessingParameterNumber(
-            "FALSE_ALARM_RATE", "…or false-alarm rate (fraction of valid pixels above the threshold)",
+            "FALSE_ALARM_RATE", "…or false-alarm rate (0–1)",
             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.999999))
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_PIXELS", "Smallest object kept (pixels; mask and objects)", QgsProcessingParameterNumber.Integer, 1,
+            "MIN_PIXELS", "Smallest object (pixels)", QgsProcessingParameterNumber.Integer, 1,
             True, 1))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Anomaly score map"))
         self.addParameter(QgsProcessingParameterRasterDestination("MASK", "Anomaly mask", None, True, False))
@@ -273,7 +287,7 @@ class DetectAlgorithm(FersAlgorithm):
 
     def run_engine(self, parameters, context, feedback):
         from fers.objects import check_paths, display_range, products_for_detection
-        from fers.pipeline import detect, detector_label
+        from fers.pipeline import detect, detector_label, strategy_label
         from fers.preprocess import parse_band_list
 
         from ..styling import QmlStyler, ScoreStyler, on_load
@@ -298,13 +312,16 @@ class DetectAlgorithm(FersAlgorithm):
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
                      rx_trim=trim, extent=extent_argument(self, parameters, context), **nodata)
         i = res.info
+        used = strategy_label(res.strategy)  # the README's words: RX, spectral, spatial, fusion A, fusion B
+        feedback.info(f"map by {used}" + (f" ({res.strategy})" if used != res.strategy else "")
+                      + (f" with the model {i['model']}" if i.get("model") else " on the raw bands, no model"))
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
                       f"{detector_label(res.detector, i)}; model "
                       f"{i.get('model_seconds', 0.0):.2f} s, detector {i.get('detector_seconds', 0.0):.2f} s)")
         name = input_name(self, parameters, "INPUT", context)
         results = {"OUTPUT": res.output}
         lo, hi = display_range(res.scores, res.valid)
-        on_load(context, out, ScoreStyler(f"{name} — anomaly ({res.strategy})", lo, hi))
+        on_load(context, out, ScoreStyler(f"{name} — anomaly ({used})", lo, hi))
         if mask or objects:
             far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
             pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
@@ -314,10 +331,10 @@ class DetectAlgorithm(FersAlgorithm):
                            OBJECT_COUNT=len(obj.table))
             if obj.mask_path:
                 results["MASK"] = obj.mask_path
-                on_load(context, obj.mask_path, QmlStyler(f"{name} — anomaly mask ({res.strategy})",
+                on_load(context, obj.mask_path, QmlStyler(f"{name} — anomaly mask ({used})",
                                                                 "anomaly_mask.qml"))
             if obj.objects_path:
                 results["OBJECTS"] = obj.objects_path
-                on_load(context, obj.objects_path, QmlStyler(f"{name} — anomaly objects ({res.strategy})",
+                on_load(context, obj.objects_path, QmlStyler(f"{name} — anomaly objects ({used})",
                                                                    "anomaly_objects.qml"))
         return results

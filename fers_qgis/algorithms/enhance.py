@@ -11,7 +11,7 @@ BRANCHES = ("both", "spectral", "spatial")
 
 class EnhanceAlgorithm(FersAlgorithm):
     NAME = "enhance"
-    DISPLAY = "Enhance hyperspectral cube (features for other tools)"
+    DISPLAY = "Enhance hyperspectral cube"
     HELP = ("Writes the cube the detectors see — H + F_spe (+ F_spa): the selected bands scaled to [-0.1, 0.1] "
             "(SPEC §0) plus the learned spectral and spatial features — as a float32 multi-band GeoTIFF on the "
             "input grid, with wavelengths carried over when the input has them. Use it as input to other "
@@ -25,10 +25,10 @@ class EnhanceAlgorithm(FersAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Hyperspectral raster"))
-        model = QgsProcessingParameterFile("MODEL", "Model checkpoint (.pt file, or the authors' checkpoint folder)",
+        model = QgsProcessingParameterFile("MODEL", "Model file (.pt) or folder",
                                            QgsProcessingParameterFile.File, "", None, False, "All files (*)")
         self.addParameter(model)
-        bands = QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = the model's band count)",
+        bands = QgsProcessingParameterNumber("BANDS", "Use the first N bands (0 = the model's)",
                                              QgsProcessingParameterNumber.Integer, 0, False, 0)
         self.addParameter(bands)
         self.add_enum("BRANCHES", "Features to add", BRANCHES, "both",

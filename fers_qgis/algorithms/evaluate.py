@@ -2,7 +2,7 @@
 from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .base import FersAlgorithm
+from .base import FersAlgorithm, add_file_destination
 from .detect import raster_source
 
 
@@ -38,7 +38,9 @@ class EvaluateAlgorithm(FersAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("SCORE", "Anomaly score map"))
         self.addParameter(QgsProcessingParameterRasterLayer("GROUND_TRUTH", "Ground truth (> 0 = anomaly)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
+        # declared a plain file output: QGIS (3.22 and later) turns a file destination whose filter mentions
+        # "htm" into an HTML output, and the dialog then ends with "HTML output has been generated" for a PNG
+        add_file_destination(self, QgsProcessingParameterFileDestination(
             "ROC", "ROC curve", "PNG files (*.png);;HTML files (*.html)", None, True, False))
         self.addOutput(QgsProcessingOutputNumber("AUC", "ROC AUC"))
         for name, label in ROC3D_OUTPUTS.items():

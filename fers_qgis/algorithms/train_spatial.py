@@ -7,14 +7,14 @@ from .train_spectral import NODATA_HELP, add_training_parameters, training_argum
 
 class TrainSpatialAlgorithm(FersAlgorithm):
     NAME = "train_spatial"
-    DISPLAY = "Train spatial branch (stage 2, Spa-FEN)"
+    DISPLAY = "Train stage 2 (Spa-FEN)"
     GROUP = "Training"
     HELP = ("Stage 2 of FERS: trains the spatial feature-enhancement network (the 'rebellious student': spectral "
             "compression to a false-RGB image, frozen ResNet-34, LightSPP pyramid pooling, squeeze-excitation) to be "
             "decorrelated from a frozen spectral teacher while a restoration network (FRN) reconstructs the cube "
             "from both. The output holds teacher + student and enables every fusion strategy of 'Detect "
             "anomalies' (multiplicative = A, additive = B, auto). The band count is the teacher's.\n\n"
-            "<b>Teacher</b>: a checkpoint from 'Train spectral branch' or the FERS authors' checkpoint folder.\n"
+            "<b>Teacher</b>: a checkpoint from 'Train stage 1 (Spe-FEN)' or the FERS authors' checkpoint folder.\n"
             "<b>Backbone weights</b>: ResNet-34 — 'imagenet' (torchvision file via torch.hub, once), a local .pth "
             "file, or 'random'; recorded in the checkpoint. Resume, validation and logs as in stage 1.")
 
@@ -27,12 +27,12 @@ class TrainSpatialAlgorithm(FersAlgorithm):
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        teacher = QgsProcessingParameterFile("TEACHER", "Spectral teacher (stage-1 checkpoint or authors' folder)",
+        teacher = QgsProcessingParameterFile("TEACHER", "Spectral teacher (stage-1 model)",
                                              QgsProcessingParameterFile.File, "", None, False, "All files (*)")
         teacher.setHelp("Frozen during stage 2; its band count is the model's.")
         self.addParameter(teacher)
         add_training_parameters(self, default_bands=None)
-        bn = QgsProcessingParameterBoolean("ADAPT_BN", "Let ResNet-34 BatchNorm statistics adapt (reference)", True)
+        bn = QgsProcessingParameterBoolean("ADAPT_BN", "Adapt ResNet-34 BatchNorm (reference)", True)
         bn.setFlags(bn.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(bn)
 

@@ -29,9 +29,9 @@ def layers_nodata(alg, parameters, names, context):
 def add_training_parameters(alg, default_bands=100):
     """Parameters both training stages share, in the same order and with the same names."""
     alg.addParameter(QgsProcessingParameterMultipleLayers(
-        "SOURCES", "Background rasters (anomaly-free scenes)", QgsProcessing.TypeRaster, optional=True))
+        "SOURCES", "Background rasters (anomaly-free)", QgsProcessing.TypeRaster, optional=True))
     alg.addParameter(QgsProcessingParameterFile(
-        "SOURCE_FOLDER", "…or a folder of background rasters (.tif, .mat, .npy)",
+        "SOURCE_FOLDER", "…or a folder of background rasters",
         QgsProcessingParameterFile.Folder, optional=True))
     if default_bands is not None:
         alg.addParameter(QgsProcessingParameterNumber("BANDS", "Bands (the first N)",
@@ -41,13 +41,13 @@ def add_training_parameters(alg, default_bands=100):
     alg.addParameter(QgsProcessingParameterNumber("LR", "Learning rate (Adam)", QgsProcessingParameterNumber.Double, 0.005, False, 0.0))
     advanced = [
         QgsProcessingParameterNumber("PATCH", "Patch size (pixels, multiple of 8)", QgsProcessingParameterNumber.Integer, 64, False, 8),
-        QgsProcessingParameterNumber("STEPS", "Steps per epoch (0 = one pass over the scenes' pixels)",
+        QgsProcessingParameterNumber("STEPS", "Steps per epoch (0 = one pass)",
                                      QgsProcessingParameterNumber.Integer, 0, False, 0),
-        QgsProcessingParameterMultipleLayers("VALIDATION", "Held-out validation rasters (default: the last background raster)",
+        QgsProcessingParameterMultipleLayers("VALIDATION", "Validation rasters (held out)",
                                              QgsProcessing.TypeRaster, optional=True),
-        QgsProcessingParameterString("BACKBONE_WEIGHTS", "Backbone weights: imagenet, a .pth file, partial:FILE, or random",
+        QgsProcessingParameterString("BACKBONE_WEIGHTS", "Backbone weights (imagenet, .pth, random)",
                                      "imagenet"),
-        QgsProcessingParameterNumber("BAND_STRETCH", "Band stretch (train on rasters slightly short of the bands)",
+        QgsProcessingParameterNumber("BAND_STRETCH", "Band stretch (rasters short of the bands)",
                                      QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 0.5),
     ]
     for p in advanced:
@@ -89,7 +89,7 @@ def training_results(res):
 
 class TrainSpectralAlgorithm(FersAlgorithm):
     NAME = "train_spectral"
-    DISPLAY = "Train spectral branch (stage 1, Spe-FEN)"
+    DISPLAY = "Train stage 1 (Spe-FEN)"
     GROUP = "Training"
     HELP = ("Stage 1 of FERS (FERD reverse distillation): trains the spectral feature-enhancement network on "
             "anomaly-free background scenes. Patches (64×64) are cut at random with flips and rotations; the "

@@ -375,7 +375,8 @@ def test_an_extent_scores_only_the_window_it_touches_on_the_same_grid(tmp_path):
     assert read_geotiff(tmp_path / "mask.tif")[2] == pytest.approx(b[2])  # the mask sits on the window too
     np.testing.assert_array_equal(read_geotiff(tmp_path / "cli.tif")[0], b[0])
     xmin, ymin, xmax, ymax = extent
-    r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", f"EXTENT={xmin},{xmax},{ymin},{ymax} [EPSG:32611]",
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={scene}", "STRATEGY=none",
+                     f"EXTENT={xmin},{xmax},{ymin},{ymax} [EPSG:32611]",
                      f"OUTPUT={tmp_path / 'qgis.tif'}")
     assert r.returncode == 0, r.stdout + r.stderr
     q = read_geotiff(tmp_path / "qgis.tif")

@@ -172,7 +172,8 @@ def test_objects_under_min_pixels_leave_the_objects_and_the_mask(sample_scores, 
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["objects"] == len(read_features(tmp_path / "o.gpkg")[0]) == len(kept)
     np.testing.assert_array_equal(read_geotiff(tmp_path / "m.tif")[0][0], mask.astype(float))
-    r = qgis_process("run", "fers:detect", "--", f"INPUT={SAMPLE}", "BANDS=200", "THRESHOLD_PERCENTILE=99",
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={SAMPLE}", "BANDS=200", "STRATEGY=none",
+                     "THRESHOLD_PERCENTILE=99",
                      "MIN_PIXELS=3", f"OBJECTS={tmp_path / 'q.gpkg'}", f"OUTPUT={tmp_path / 'q.tif'}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(read_features(tmp_path / "q.gpkg")[0]) == len(kept)

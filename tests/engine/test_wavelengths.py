@@ -178,7 +178,7 @@ def test_a_band_list_by_wavelength_selects_the_bands_whose_centres_lie_there(env
         train_spectral([plain], str(tmp_path / "m.pt"), bands=by_wl)
     r = fers("detect", envi_scene, tmp_path / "cli.tif", "--band-list", "450-500nm,0.6um,25")
     assert r.returncode == 0, r.stderr
-    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi_scene}", "BAND_LIST=450-500nm,0.6um,25",
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={envi_scene}", "BAND_LIST=450-500nm,0.6um,25", "STRATEGY=none",
                      f"OUTPUT={tmp_path / 'qgis.tif'}")
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("cli.tif", "qgis.tif"):

@@ -159,7 +159,8 @@ from fers_qgis.provider import FersProvider
 provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
 sample, out = sys.argv[1], sys.argv[2]
 # as the Processing dialog does: run, load the outputs into the project, call the layer post-processors
-processing.runAndLoadResults("fers:detect", {"INPUT": sample, "BANDS": 200, "DEVICE": "cpu", "THRESHOLD_PERCENTILE": 99,
+# with the defaults an analyst gets (STRATEGY=auto, the bundled model that matches the raster)
+processing.runAndLoadResults("fers:detect", {"INPUT": sample, "DEVICE": "cpu", "THRESHOLD_PERCENTILE": 99,
                                              "OUTPUT": out + "/score.tif", "OBJECTS": out + "/objects.gpkg"})
 layers = list(QgsProject.instance().mapLayers().values())
 score = next(l for l in layers if isinstance(l, QgsRasterLayer))
@@ -186,7 +187,8 @@ def test_screenshot_of_the_styled_output(tmp_path):
             env={"QT_QPA_PLATFORM": "offscreen"})
     assert r.returncode == 0, r.stdout + r.stderr
     info = json.loads(r.stdout.strip().splitlines()[-1])
-    assert info["names"] == ["abu-airport-2 — anomaly (none)", "abu-airport-2 — anomaly objects (none)"]
+    # the README's words for what ran: fusion B (STRATEGY=auto with the 200-band model)
+    assert info["names"] == ["abu-airport-2 — anomaly (fusion B)", "abu-airport-2 — anomaly objects (fusion B)"]
     assert info["renderer"] == "singlebandpseudocolor" and info["ramp_items"] > 2 and info["labels"]
     scores, _, _, nodata = read_geotiff(tmp_path / "score.tif")
     lo, hi = np.percentile(scores[0][scores[0] != nodata], [2, 98])

@@ -156,6 +156,9 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
     t = torch.from_numpy(cube)
     blocks = list(_row_blocks(height, width, bands, block_bytes))
     rounds = 2 if trim > 0 else 1
+    # what each pass is, for the progress text: the trimmed RX's second pass is not a repeat of the first
+    passes = (["RX, first pass", f"RX, second pass without the top {trim * 100:g}% of the first"] if rounds == 2
+              else ["RX"])
 
     def pixels(rs, mask):
         """(B, n) pixels of a row block where ``mask`` holds (a view when it holds everywhere), and the mask."""
@@ -173,13 +176,15 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
                 # the pixels the first pass scored highest leave the background statistics
                 cut = np.quantile(out[valid], 1.0 - trim)
                 outliers = vmask & torch.from_numpy(out > cut)
+                feedback.info(f"trimmed RX: the {int(outliers.sum())} pixels the first pass scored highest (the top "
+                              f"{trim * 100:g}%) leave the background mean and covariance; every pixel is scored again")
             for i, rs in enumerate(blocks):
                 feedback.check()
                 if r:
                     stats.remove(pixels(rs, outliers)[0])
                 else:
                     stats.update(pixels(rs, vmask)[0])
-                feedback.progress(base + share * 0.5 * (i + 1) / len(blocks), "RX statistics")
+                feedback.progress(base + share * 0.5 * (i + 1) / len(blocks), f"{passes[r]}: statistics")
             model = stats.finalize(feedback if r == rounds - 1 else None)
             for i, rs in enumerate(blocks):
                 feedback.check()
@@ -191,5 +196,5 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
                     block = out[rs].reshape(-1)
                     block[m.numpy()] = scores
                     out[rs] = block.reshape(-1, width)
-                feedback.progress(base + share * (0.5 + 0.5 * (i + 1) / len(blocks)), "RX scores")
+                feedback.progress(base + share * (0.5 + 0.5 * (i + 1) / len(blocks)), f"{passes[r]}: scores")
     return out, model
