@@ -13,7 +13,7 @@ from ..paths import bundled_models
 from .base import FersAlgorithm, research_path
 
 STRATEGIES = ("none", "spectral", "spatial", "multiplicative", "additive", "auto")
-DETECTORS = ("rx", "ae")
+DETECTORS = ("rx", "ae", "autoad", "utd", "rxd-utd", "rx-dual")  # fers.pipeline.DETECTORS, as static strings
 DEVICES = ("auto", "cpu", "cuda")
 BAND_MATCHES = ("auto", "nearest", "resample", "index")
 CARD_CHARS = 2000  # of each model card shown in the help
@@ -149,7 +149,7 @@ class DetectAlgorithm(FersAlgorithm):
             "which, and why). With the bundled 100-band model, A scores best on anomalies that cover several pixels (vehicles, "
             "buildings); with both bundled models, B or spectral on one-pixel, sub-pixel targets, where the spatial "
             "branch has no shape to see (the model cards' figures).\n"
-            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics; with a model's strategy, trimmed: the top 1% of a first pass leave the background statistics, so that many similar anomalies do not hide each other; RX_TRIM sets it, 0 = the paper's plain RX); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error.\n"
+            "<b>Detector</b>: rx = global Reed–Xiaoli (Mahalanobis distance to the scene's background statistics; with a model's strategy, trimmed: the top 1% of a first pass leave the background statistics, so that many similar anomalies do not hide each other; RX_TRIM sets it, 0 = the paper's plain RX); ae = a per-scene 1×1-convolution autoencoder trained for a fixed 50 iterations (seeded; never sees ground truth), score = reconstruction error; autoad = Auto-AD (Wang et al. 2022): a per-scene convolutional autoencoder that rebuilds the scene from noise, down-weighting what it rebuilds badly, and stops when its loss stops falling (minutes on a CPU); utd, rxd-utd = ENVI's uniform target detector and RXD-UTD (on the cube scaled to [0, 1]); rx-dual = local dual-window RX: each pixel against the mean and covariance of a ring around it (WINDOW_INNER / WINDOW_OUTER; one small solve per pixel, slow with many bands). LOCAL_MEAN (rx, utd, rxd-utd) takes the background mean from a window around each pixel, as ENVI's local mean does.\n"
             "<b>Model</b>: a checkpoint file or folder (MODEL), or one of the bundled models (BUNDLED_MODEL).\n"
             "<b>Anomaly mask / objects</b> (optional): pixels whose score is above a threshold — the given "
             "percentile of the valid scores, or the score that leaves at most the given false-alarm rate (fraction "
@@ -185,6 +185,12 @@ class DetectAlgorithm(FersAlgorithm):
                      "raster's metadata: 400-1340nm,1460-1790nm,1960-2450nm (every band whose centre lies in a "
                      "range, e.g. to leave out the water-vapour absorption bands) or 2.2um (the nearest band); "
                      "overrides BANDS and wavelength matching.",
+        "LOCAL_MEAN": "rx, utd, rxd-utd: the background mean from an N×N window (odd, pixels) around each pixel, "
+                      "as ENVI's 'local' mean; the covariance stays the scene's. 0 = the scene's mean.",
+        "WINDOW_INNER": "rx-dual: the guard window around each pixel (odd, pixels), left out of its background.",
+        "WINDOW_OUTER": "rx-dual: the background window (odd, pixels); the ring between the two windows must hold "
+                        "more pixels than bands (15 − 3: 216 pixels for up to 215 bands). Near the edges both "
+                        "windows shift to stay inside the raster, as Spectral Python's do.",
         "TILE_SIZE": "The spectral branch runs on square tiles with a 4-pixel halo, so the map is the same for any "
                      "tile size; 0 chooses it from the memory budget (on a CPU at most 128 px, its fastest).",
         "MEMORY_MB": "Working memory allowed for one tile of the spectral branch. The selected bands and one "
@@ -256,6 +262,12 @@ class DetectAlgorithm(FersAlgorithm):
                                             QgsProcessingParameterNumber.Double, None, True, 0.0, 0.49)
         trim.setFlags(trim.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(trim)
+        for name, label, default, minimum in (("LOCAL_MEAN", "Local mean window (px, 0 = scene mean)", 0, 0),
+                                              ("WINDOW_INNER", "rx-dual: guard window (px, odd)", 3, 1),
+                                              ("WINDOW_OUTER", "rx-dual: background window (px, odd)", 15, 3)):
+            p = QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, default, True, minimum)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD_PERCENTILE", "Mask threshold: score percentile",
             QgsProcessingParameterNumber.Double, DEFAULT_PERCENTILE, True, 0.0, 99.9999))
@@ -310,9 +322,14 @@ class DetectAlgorithm(FersAlgorithm):
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
-                     rx_trim=trim, extent=extent_argument(self, parameters, context), **nodata)
+                     rx_trim=trim, extent=extent_argument(self, parameters, context),
+                     local_mean=self.parameterAsInt(parameters, "LOCAL_MEAN", context),
+                     window=(self.parameterAsInt(parameters, "WINDOW_INNER", context) or 3,
+                             self.parameterAsInt(parameters, "WINDOW_OUTER", context) or 15), **nodata)
         i = res.info
         used = strategy_label(res.strategy)  # the README's words: RX, spectral, spatial, fusion A, fusion B
+        if res.detector != "rx" or i.get("local_mean"):  # the layer name says a detector other than the global RX
+            used = f"{used}, {detector_label(res.detector, i)}" if res.strategy != "none" else detector_label(res.detector, i)
         feedback.info(f"map by {used}" + (f" ({res.strategy})" if used != res.strategy else "")
                       + (f" with the model {i['model']}" if i.get("model") else " on the raw bands, no model"))
         feedback.info(f"device {res.device}: {res.seconds:.2f} s in all ({len(res.bands)} bands read, "
