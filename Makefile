@@ -26,8 +26,10 @@ apt:
 
 venv: $(VENV)/.installed
 
-# numpy/scipy/GDAL come from Debian (system site packages) so QGIS and the engine share one ABI;
-# torch==2.13.0 resolves to the machine's local CPU wheel.
+# numpy/scipy/h5py/GDAL come from Debian (system site packages) so QGIS and the engine share one ABI;
+# torch==2.13.0 resolves to the machine's local CPU wheel and is installed first. The engine goes in without its
+# declared requirements (engine/pyproject.toml): Debian registers h5py as "h5py._debian_h5py_serial", which pip's
+# resolver does not see as h5py, so it would fetch a second h5py (`make check-engine-install` installs with them).
 $(VENV)/.installed: engine/pyproject.toml
 	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 safetensors
@@ -130,7 +132,8 @@ cards: venv
 	for b in 100 200; do $(PY) scripts/model_card.py $(ROOT)/resources/models/fers-aviris-$$b.pt \
 		$(ROOT)/resources/models/fers-aviris-$$b.facts.json $(ROOT)/bench/out/accuracy.csv $(ROOT)/resources/models/fers-aviris-$$b.md; done
 
-# dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample)
+# dist/fers_qgis-<version>.zip for QGIS 'Install from ZIP': plugin + engine + resources (no sample); fails when
+# plugins.qgis.org's upload checks would refuse it (scripts/package.py upload_problems)
 package:
 	/usr/bin/python3 scripts/package.py $(ROOT)/dist
 
@@ -140,3 +143,15 @@ resources:
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# ---- issue 19, a real package (kept in one block)
+.PHONY: check-engine-install check-model-precision
+# a fresh venv, torch==2.13.0 (local wheel) first, `pip install ./engine` (not editable), `fers detect` on the sample;
+# prints each step's seconds. Minutes: not part of `make test`
+check-engine-install:
+	/usr/bin/python3 scripts/check_engine_install.py
+
+# every strategy of both bundled models on the paper set against the models before format 2: max |Δscore| / range
+# and AUC (fails beyond 1e-4 of the range or an AUC change at 4 decimals)
+check-model-precision: venv
+	$(PY) scripts/check_model_precision.py

@@ -4,10 +4,11 @@ For each band count: stage 1 (FERD / Spe-FEN) on the background split of
 ../shared/data/README.md, once per seed where the recipe lists ``seeds`` (joined into one
 Spe-FEN ensemble, fers.spectral.SpeFENEnsemble), then stage 2 (Spa-FEN) against that frozen
 Spe-FEN, then
-``compact``: the frozen ResNet-34 convolution weights of the Spa-FEN are stored in
+``compact``: the frozen ResNet-34 convolution weights of the Spa-FEN are rounded to
 float16 (they are random and never trained, so nothing learned is rounded; BatchNorm
-statistics and every trained tensor stay float32), which halves the file so that two
-models fit the plugin's size budget. Every step resumes where it stopped (the
+statistics and every trained tensor stay float32) and stored as the seed that draws them
+plus 2 bits per weight (fers.spatial.frozen), so that two models fit the plugin
+repository's 25 MB limit. Every step resumes where it stopped (the
 trainers' resume files), so an interrupted run continues with the same command.
 
 Evaluation scenes are never read here. Model selection is the trainers' own: the
@@ -159,14 +160,21 @@ def compact(src, dst, spe_gain=1.0):
     F_spe exactly (research/spe_gain.py)."""
     from fers.checkpoint import read_checkpoint, save_checkpoint
 
+    from fers.spatial.frozen import STORAGE, pack
+
     obj = read_checkpoint(src)
     spa = {k: (v.half() if k.startswith("backbone.") and v.ndim == 4 else v) for k, v in obj["spa_fen"].items()}
     spe = {k: (v * spe_gain if k.startswith(("fpl.conv2.", "fpls.")) and ".conv2." in k else v)
            for k, v in obj["spe_fen"].items()}
     meta = dict(obj["meta"], frozen_backbone_storage="float16 (conv weights of the random, frozen ResNet-34)")
+    frozen = None
+    if meta.get("spa_backbone_weights") == "random":
+        # random and untouched by training: kept as the seed that draws them (fers.spatial.frozen), 16 MB less
+        spa, frozen = pack(spa, int(meta["bands"]), int(meta["training"]["seed"]))
+        meta["frozen_backbone_storage"] = STORAGE
     if spe_gain != 1.0:
         meta["spe_gain"] = spe_gain
-    return save_checkpoint(dst, obj["kind"], meta, spe_fen=spe, spa_fen=spa)
+    return save_checkpoint(dst, obj["kind"], meta, frozen_backbone=frozen, spe_fen=spe, spa_fen=spa)
 
 
 def printer(tag=""):

@@ -98,11 +98,14 @@ def resolve_model_path(model: str, folder: Optional[str] = None) -> str:
 
 
 def model_bands(path: str) -> Optional[int]:
-    """The band count of a bundled model (our checkpoint's metadata, or the authors' CWL), None if unreadable."""
-    from .checkpoint import load_model
+    """The band count of a bundled model (our checkpoint's metadata, or the authors' CWL), None if unreadable.
+    Our files are only read, not built into networks (a format-2 file would draw its frozen backbone)."""
+    from .checkpoint import load_model, read_checkpoint
     from .errors import FersError
 
     try:
+        if os.path.isfile(path):
+            return int(read_checkpoint(path)["meta"]["bands"])
         return int(load_model(path).bands)
-    except FersError:
+    except (FersError, KeyError, TypeError, ValueError):
         return None

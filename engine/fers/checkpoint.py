@@ -9,7 +9,9 @@ containers, so it loads with ``weights_only=True`` (nothing in it can execute):
               "training": {...}, "losses": {...}, "engine_version", "created"},
      "spe_fen": state dict,            # CWL, layer1, FPL (all kinds)
      "ferd": state dict,               # the whole stage-1 training net ("stage1" only)
-     "spa_fen": state dict}            # stage 2 ("fers" only)
+     "spa_fen": state dict,            # stage 2 ("fers" only)
+     "frozen_backbone": {...}}         # format 2: the Spa-FEN's random, frozen ResNet-34 convolutions
+                                       # as the seed that draws them again (fers.spatial.frozen)
 
 Every model the engine can run loads through ``load_model`` into a ``FersModel``.
 """
@@ -29,7 +31,9 @@ from .errors import ModelError
 from .io.atomic import atomic_path
 
 FORMAT = "fers-checkpoint"
-FORMAT_VERSION = 1
+# 2: the Spa-FEN's frozen random convolutions may be stored as their seed ("frozen_backbone"); files without
+# that record are still written as format 1, which every earlier engine reads
+FORMAT_VERSION = 2
 KINDS = ("spe-fen", "stage1", "fers")
 
 
@@ -59,13 +63,16 @@ def safe_torch_load(path: str, what: str = "checkpoint"):
         raise ModelError(f"{what} {path} is truncated, corrupt or not a PyTorch weights file ({first[:200]})") from None
 
 
-def save_checkpoint(path: str, kind: str, meta: dict, **states) -> str:
-    """Write atomically (temp file + rename): a crash never leaves a half-written model."""
+def save_checkpoint(path: str, kind: str, meta: dict, frozen_backbone: Optional[dict] = None, **states) -> str:
+    """Write atomically (temp file + rename): a crash never leaves a half-written model. ``frozen_backbone``:
+    the record of ``fers.spatial.frozen.pack`` (then ``spa_fen`` lacks those weights)."""
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind}")
     meta = dict(meta, engine_version=__version__,
                 created=meta.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "meta": meta}
+    obj = {"format": FORMAT, "format_version": 2 if frozen_backbone else 1, "kind": kind, "meta": meta}
+    if frozen_backbone:
+        obj["frozen_backbone"] = frozen_backbone
     for name, sd in states.items():
         obj[name] = {k: v.detach().cpu().clone() for k, v in sd.items()}
     path = os.path.abspath(os.fspath(path))
@@ -154,8 +161,17 @@ def load_model(path: str) -> FersModel:
     if obj["kind"] == "fers":
         from .spatial.model import spafen_from_state
 
-        spa = spafen_from_state(obj["spa_fen"], meta, path)
+        spa = spafen_from_state(spa_state(obj, path), meta, path)
     return FersModel(spe=spe, spa=spa, meta=meta, source=path)
+
+
+def spa_state(obj: dict, path: str) -> dict:
+    """The complete Spa-FEN state of a read checkpoint: format 2 draws the frozen convolutions again."""
+    if "frozen_backbone" not in obj:
+        return obj["spa_fen"]
+    from .spatial.frozen import unpack
+
+    return unpack(obj["spa_fen"], obj["frozen_backbone"], int(obj["meta"]["bands"]), path)
 
 
 def spe_record(meta: dict) -> dict:
@@ -200,4 +216,5 @@ def prune(path: str, output: str) -> str:
     if kind == "fers":
         states["spa_fen"] = obj["spa_fen"]
     meta = dict(obj["meta"], pruned_from=os.path.basename(path))
-    return save_checkpoint(output, kind, meta, **states)
+    return save_checkpoint(output, kind, meta, frozen_backbone=obj.get("frozen_backbone") if kind == "fers" else None,
+                           **states)
