@@ -44,10 +44,11 @@ STAGING_PREFIX = ".staging-"
 # Keep the lower bounds equal to engine/pyproject.toml's dependencies (tests/plugin/test_deps.py checks).
 Requirement = namedtuple("Requirement", "module dist minimum required apt")
 REQUIREMENTS = (
-    Requirement("numpy", "numpy", "1.22", True, "python3-numpy"),
-    Requirement("scipy", "scipy", "1.8", True, "python3-scipy"),
-    Requirement("torch", "torch", "2.1", True, "python3-torch"),
-    Requirement("h5py", "h5py", "3.0", False, "python3-h5py"),  # MATLAB v7.3 .mat files only
+    # the lower bounds engine/pyproject.toml declares (the oldest the suite passes on: Debian 12, Debian 13's torch)
+    Requirement("numpy", "numpy", "1.24", True, "python3-numpy"),
+    Requirement("scipy", "scipy", "1.10", True, "python3-scipy"),
+    Requirement("torch", "torch", "2.6", True, "python3-torch"),
+    Requirement("h5py", "h5py", "3.7", False, "python3-h5py"),  # MATLAB v7.3 .mat files only
 )
 GDAL_ROUTE = "GDAL's Python bindings come with QGIS (Debian/Ubuntu: sudo apt install python3-gdal), never from pip"
 

@@ -59,7 +59,7 @@ def test_torch_comes_as_the_cpu_build_from_pytorchs_cpu_index_on_linux_into_the_
     assert args[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert args[args.index("--target") + 1] == str(tmp_path)
     assert args[args.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
-    assert args[-1] == "torch>=2.1"
+    assert args[-1] == "torch>=2.6"
     assert not {"--user", "--break-system-packages", "--prefix"} & set(args)
     # Windows and macOS: the public index's torch is the CPU build already; pip's own index configuration stays
     settings.setattr(sys, "platform", "win32")
@@ -86,7 +86,7 @@ def test_qgis_numpy_is_never_replaced_and_the_rest_come_from_pips_index(settings
              deps.Found(reqs["h5py"], "2.10", "/x", "old", None)]
     assert [f.req.module for f in deps.to_install(found)] == ["scipy", "h5py"]
     steps = deps.plan(found, str(tmp_path))
-    assert len(steps) == 1 and steps[0].args[-2:] == ["scipy>=1.8", "h5py>=3.0"]
+    assert len(steps) == 1 and steps[0].args[-2:] == ["scipy>=1.10", "h5py>=3.7"]
     assert "--index-url" not in steps[0].args
     assert deps.at_least("2.13.0+cpu", "2.1") and not deps.at_least("1.13.1", "2.1") and deps.at_least("2.1", "2.1.0")
 
@@ -208,11 +208,11 @@ def test_missing_torch_processing_error_names_it_the_dialog_and_the_command_for_
     assert "torch is missing" in error
     assert "Plugins ▸ FERS ▸ Install dependencies…" in error
     assert re.search(r"/usr/bin/python3(\.\d+)? -m pip install --target " + re.escape(folder) + " ", error), error
-    assert "--index-url https://download.pytorch.org/whl/cpu 'torch>=2.1'" in error  # the CPU build, not GBs of CUDA
+    assert "--index-url https://download.pytorch.org/whl/cpu 'torch>=2.6'" in error  # the CPU build, not GBs of CUDA
     assert "--break-system-packages" not in error and "--user" not in error
     # Debian 12 packages torch 1.13, older than FERS needs: no apt route for it (Debian 13's 2.6 would be offered)
     candidate = deps.apt_candidate("python3-torch")
-    if candidate and not deps.at_least(candidate, "2.1"):
+    if candidate and not deps.at_least(candidate, "2.6"):
         assert "apt install" not in error
 
 
@@ -228,7 +228,7 @@ def test_the_apt_route_comes_first_where_the_distribution_packages_a_new_enough_
     route = deps.os_packages_route(found)
     torch_candidate = deps.apt_candidate("python3-torch")
     assert route[0].startswith("sudo apt install python3-scipy")
-    assert ("python3-torch" in route[0]) == deps.at_least(torch_candidate, "2.1")
+    assert ("python3-torch" in route[0]) == deps.at_least(torch_candidate, "2.6")
     assert deps.manual_commands(found)[0] == route[0]
 
 
@@ -287,7 +287,7 @@ def test_the_dialog_shows_what_is_missing_runs_pip_and_says_a_failure_with_the_c
     out = r.stdout
     assert "RESULT False offline" in out, out + r.stderr
     rows = eval(re.search(r"ROWS (.*)", out).group(1))
-    assert ["torch", "—", ">= 2.1", "missing"] in rows and all(row[3] == "ok" for row in rows if row[0] != "torch")
+    assert ["torch", "—", ">= 2.6", "missing"] in rows and all(row[3] == "ok" for row in rows if row[0] != "torch")
     assert "INSTALL True CUDA False" in out  # no NVIDIA GPU here: the CUDA build is not offered
     assert f"torch (CPU build from http://127.0.0.1:9/simple) — about {deps.SIZE_CPU_MB} MB" in out
     status = re.search(r"STATUS (.*)", out).group(1)
