@@ -261,10 +261,15 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         except QgsProcessingException:
             raise
         except Exception as e:  # a bug of ours: one clear line; FERS_DEBUG=1 lets the traceback through
+            from fers.errors import DISK_FULL, disk_full_message, one_line
+
             if os.environ.get("FERS_DEBUG"):
                 raise
-            raise QgsProcessingException(f"internal error in FERS ({type(e).__name__}: {e}); no output was written. "
-                                         "Please report it with the log of this run (FERS_DEBUG=1 adds the traceback)")
+            if isinstance(e, OSError) and e.errno in DISK_FULL:
+                raise QgsProcessingException(disk_full_message(e))
+            raise QgsProcessingException(f"internal error in FERS ({one_line(f'{type(e).__name__}: {e}')}); no output "
+                                         "was written. Please report it with the log of this run (FERS_DEBUG=1 adds "
+                                         "the traceback)")
 
     def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

@@ -69,16 +69,31 @@ def window_georef(georef: Georef, window) -> Georef:
 
 @contextlib.contextmanager
 def gdal_exceptions():
-    """GDAL exceptions on, for this block only: QGIS and other plugins share the module."""
+    """GDAL exceptions on, for this block only: QGIS and other plugins share the module; and GDAL's switches that
+    keep a file from running code or reaching the network (``io.guard.gdal_guard``), for this thread."""
     from osgeo import gdal
+
+    from .guard import gdal_guard
 
     was = gdal.GetUseExceptions()
     gdal.UseExceptions()
     try:
-        yield gdal
+        with gdal_guard(gdal):
+            yield gdal
     finally:
         if not was:
             gdal.DontUseExceptions()
+
+
+def open_dataset(gdal, path: str):
+    """``gdal.OpenEx`` read-only on a raster driver, the drivers of remote services left out unless the network
+    is allowed (``io.guard``); the caller has checked the path (``guard.check_input``)."""
+    from .guard import allowed_drivers
+
+    drivers = allowed_drivers(gdal)
+    if drivers is None:
+        return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+    return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=drivers)
 
 
 def band_scale_offset(band):
@@ -118,9 +133,12 @@ class GdalSource(Source):
 
     def __init__(self, path: str):
         self.path = path
+        from .guard import check_input
+
+        check_input(path)
         with gdal_exceptions() as gdal:
             try:
-                ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+                ds = open_dataset(gdal, path)
             except RuntimeError as e:
                 raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
             if ds is not None and ds.RasterCount == 0 and ds.GetSubDatasets():
@@ -159,7 +177,7 @@ class GdalSource(Source):
         if self._ds is None:
             from osgeo import gdal
 
-            self._ds = gdal.OpenEx(self.path, gdal.OF_RASTER | gdal.OF_READONLY)
+            self._ds = open_dataset(gdal, self.path)
         return self._ds
 
     def read(self, bands: Sequence[int], window=None):
