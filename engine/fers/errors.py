@@ -12,7 +12,7 @@ and the CLI's and the plugin's last-resort messages go through.
 import errno
 import re
 
-MAX_MESSAGE = 500  # characters: a message is read, not scrolled (a 20-million-band list once built 190 MB of one)
+MAX_MESSAGE = 1000  # characters: a message is read, not scrolled (a 20-million-band list once built 190 MB of one)
 
 # ANSI/VT escape sequences (CSI ... final byte, OSC ... BEL/ST, and two-byte ESC x), then any other control character
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|\x9b[0-?]*[ -/]*[@-~]")

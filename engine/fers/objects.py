@@ -166,7 +166,7 @@ def check_paths(mask: Optional[str] = None, objects: Optional[str] = None, input
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import gdal_exceptions
+    from .io.raster import apply_georef, gdal_exceptions
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -176,10 +176,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
         except RuntimeError as e:
             raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
-        if georef is not None and georef.geotransform is not None:
-            ds.SetGeoTransform(georef.geotransform)
-        if georef is not None and georef.crs_wkt:
-            ds.SetProjection(georef.crs_wkt)
+        apply_georef(gdal, ds, georef)
         meta = dict(metadata or {}, FERS_THRESHOLD=repr(th.value), FERS_THRESHOLD_RULE=th.rule)
         for k, v in meta.items():
             ds.SetMetadataItem(str(k), str(v))
