@@ -103,27 +103,39 @@ def _mat5_variable(buf: bytes, e: str, out: dict) -> None:
 def _mat_numeric_headers(path: str) -> tuple:
     """('v5' or 'v7.3', {name: (shape, bytes per element)}) of a .mat file's numeric variables, read from the
     headers alone: nothing is decoded (a 0.4 MB compressed file can hold 1 GB of zeros)."""
-    import scipy.io
+    import zlib
 
     try:
         found = _mat5_headers(path)
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
-    except (OSError, ValueError, __import__("zlib").error) as err:
+    except (OSError, ValueError, zlib.error) as err:
         raise InputError(f"{path} is a truncated or corrupt MATLAB file ({err})") from None
     if found is not None:
         return "v5", found
-    try:
-        listed = scipy.io.whosmat(path)  # MATLAB v4: never compressed
-    except NotImplementedError:
-        listed = None  # MATLAB v7.3 is HDF5
-    except Exception as e:  # scipy raises many types for non-.mat content
-        if not _is_hdf5(path):
-            raise InputError(f"{path} is not a readable MATLAB file ({e})") from None
+    if _is_hdf5(path):
         listed = None
+    else:
+        listed = _whosmat(path)
     if listed is not None:
         return "v5", {name: (tuple(int(d) for d in shape), MAT_CLASS_BYTES[cls]) for name, shape, cls in listed
                       if cls in MAT_CLASS_BYTES and not name.startswith("__")}
+    return "v7.3", _h5_headers(path)
+
+
+def _whosmat(path: str):
+    """scipy's listing, for what is neither v5 nor HDF5 (MATLAB v4: never compressed); None for v7.3."""
+    import scipy.io
+
+    try:
+        return scipy.io.whosmat(path)
+    except NotImplementedError:
+        return None  # MATLAB v7.3 is HDF5
+    except Exception as e:  # scipy raises many types for non-.mat content
+        raise InputError(f"{path} is not a readable MATLAB file ({e})") from None
+
+
+def _h5_headers(path: str) -> dict:
     h5py = _h5py(path)
     out = {}
     try:
@@ -133,12 +145,17 @@ def _mat_numeric_headers(path: str) -> tuple:
                     out[k] = (tuple(int(d) for d in v.shape[::-1]), int(v.dtype.itemsize))
     except Exception as e:  # h5py: OSError, KeyError, RuntimeError ... on a truncated or damaged file
         raise InputError(f"{path} is a truncated or corrupt MATLAB v7.3 (HDF5) file ({e})") from None
-    return "v7.3", out
+    return out
 
 
 def _is_hdf5(path: str) -> bool:
+    """HDF5's signature, at the start or after a user block (MATLAB v7.3 writes a 512-byte one)."""
     with open(path, "rb") as f:
-        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+        for offset in (0, 512, 1024, 2048):
+            f.seek(offset)
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                return True
+    return False
 
 
 def _h5py(path: str):
@@ -202,7 +219,8 @@ def load_npy(path: str, what: str = "input", mmap: bool = True) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        why = ("it holds Python objects, which FERS never unpickles" if "allow_pickle" in str(e) else str(e))
+        why = ("it holds Python objects, which FERS never unpickles"
+               if "allow_pickle" in str(e) or "Python objects" in str(e) else str(e))
         raise InputError(f"{path} is not a readable .npy array of numbers ({why})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
         raise InputError(f"{path} holds {getattr(arr, 'dtype', type(arr).__name__)} values, not real numbers")
