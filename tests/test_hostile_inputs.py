@@ -387,3 +387,51 @@ def test_the_same_through_qgis_process(tmp_path, server):
     # the URL given as SCORE is refused before QGIS loads it; a VRT naming a URL is opened by QGIS's own layer
     # loading before any algorithm runs (QGIS's GDAL, QGIS's settings: README), so only FERS's refusal is checked
     assert not (tmp_path / "MARKER").exists() and "/s.tif" not in hits, hits
+
+
+def test_a_resume_file_from_other_background_data_or_settings_is_refused(tmp_path):
+    """train/loop.py: the resume file records the background files' fingerprint (path, size, mtime) and the
+    settings; a run over other or changed files, or with other settings, is refused unless restarted."""
+    import torch
+
+    from fers.errors import ModelError
+    from fers.train.data import fingerprint
+    from fers.train.loop import TrainConfig, Trainer, TrainTask
+
+    scenes = [write_geotiff(tmp_path / f"bg{i}.tif", _cube(seed=i)) for i in range(2)]
+    first = fingerprint(scenes)
+
+    class Sampler:
+        def batch(self, n):
+            return np.zeros((n, 3), np.float32)
+
+        def epoch_steps(self, batch):
+            return 1
+
+        def get_state(self):
+            return {}
+
+        def set_state(self, state):
+            pass
+
+    def trainer(data, lr=0.1):
+        module = torch.nn.Module()
+        module.w = torch.nn.Parameter(torch.tensor(1.0))
+        task = TrainTask(module, lambda m, x: (m.w ** 2, {}), lambda p, h: open(p, "w").write("m"), "toy")
+        return Trainer(task, Sampler(), np.zeros((2, 3), np.float32),
+                       TrainConfig(epochs=2, batch=2, lr=lr, steps_per_epoch=1), str(tmp_path / "m.pt"),
+                       hyper={"data": data})
+
+    trainer(first)._save_resume(1, {"epochs": []}, None)
+    assert trainer(first)._load_resume()[0] == 1  # the same files and settings resume
+    os.utime(scenes[1], ns=(1, 1))  # the same path, changed since
+    changed = fingerprint(scenes)
+    assert changed != first
+    for data, lr, message in ((changed, 0.1, "on other background data"), (first[:1], 0.1, "other background data"),
+                              (first, 0.2, "it was started with lr=0.1, now lr=0.2")):
+        with pytest.raises(ModelError, match=message):
+            trainer(data, lr).fit(resume=True)
+    assert trainer(changed).fit(resume=False)["best_epoch"] is not None  # --restart: starts over
+    (tmp_path / "m.pt.resume.pt").write_bytes(b"not a resume file")
+    with pytest.raises(ModelError, match="not a PyTorch weights file"):
+        trainer(first).fit(resume=True)
