@@ -41,6 +41,9 @@ NO_PYTHON = {"GDAL_VRT_ENABLE_PYTHON": "NO"}
 # drivers whose every dataset is a remote service: never offered a file without --allow-network
 NETWORK_DRIVERS = {"HTTP", "WMS", "WCS", "WMTS", "DAAS", "EEDA", "EEDAI", "PLMosaic", "PLScenes", "OGCAPI", "NGW",
                    "STACTA", "STACIT", "AirSAR_HTTP", "TiledWMS", "ESRIJSON_HTTP", "Rasterlite_HTTP"}
+# XML elements and JSON keys (lower case, by their ending) that name a dataset or a service in the descriptions GDAL
+# opens (VRT sources and overviews, WMS/WCS service URLs, STAC asset hrefs, tile templates)
+NAMING = ("filename", "sourcedataset", "overviewdataset", "serverurl", "url", "href", "path", "template", "uri")
 DESCRIPTION_BYTES = 16 * 1024 ** 2  # XML/JSON descriptions larger than this are not raster descriptions
 MAX_DEPTH = 8
 
@@ -165,7 +168,10 @@ def _description_names(path: str):
         if os.path.getsize(path) > DESCRIPTION_BYTES:
             return None
         with open(path, "rb") as f:
-            head = f.read(DESCRIPTION_BYTES)
+            head = f.read(256)  # a binary raster stops here
+            if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"<", b"{", b"["):
+                return None
+            head += f.read()
     except OSError:
         return None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -182,8 +188,9 @@ def _description_names(path: str):
             if str(el.tag).endswith("PixelFunctionLanguage") and v.lower() == "python":
                 raise InputError(f"{os.path.basename(path)} holds Python code (a VRT pixel function), which GDAL "
                                  "would run when reading it; FERS never runs code from a file")
-            if v:
-                is_source = str(el.tag).endswith(("SourceFilename", "SourceDataset"))
+            tag = str(el.tag).rsplit("}", 1)[-1].lower()
+            if v and tag.endswith(NAMING):  # metadata text may cite a web page: only what names a dataset counts
+                is_source = tag.endswith(("sourcefilename", "sourcedataset"))
                 out.append((v, is_source, el.attrib.get("relativeToVRT", "0") == "1"))
         return out
     if text[:1] in (b"{", b"["):
@@ -191,14 +198,14 @@ def _description_names(path: str):
             obj = json.loads(head)
         except ValueError:
             return None
-        out, stack = [], [obj]
+        out, stack = [], [("", obj)]
         while stack:
-            o = stack.pop()
+            key, o = stack.pop()
             if isinstance(o, dict):
-                stack.extend(o.values())
+                stack.extend((str(k).lower(), v) for k, v in o.items())
             elif isinstance(o, list):
-                stack.extend(o)
-            elif isinstance(o, str):
+                stack.extend((key, v) for v in o)
+            elif isinstance(o, str) and key.endswith(NAMING):
                 out.append((o, False, False))
         return out
     return None
