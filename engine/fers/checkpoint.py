@@ -82,7 +82,15 @@ def save_checkpoint(path: str, kind: str, meta: dict, **states) -> str:
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except (OSError, RuntimeError) as e:  # torch's writer fails without an errno ("unexpected pos 64 vs 0")
+            from .errors import DISK_FULL, OutputError, disk_full_message
+
+            if getattr(e, "errno", None) in DISK_FULL:
+                raise OutputError(disk_full_message(e, path)) from None
+            raise OutputError(f"writing {path} failed ({str(e).strip()[:200]}): is the disk full? Free space or "
+                              "write elsewhere; no output was written") from None
     return path
 
 
