@@ -189,7 +189,8 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         from qgis.core import QgsProcessingParameterBoolean
 
         if self.parameterDefinition("ALLOW_NETWORK") is None:
-            p = QgsProcessingParameterBoolean("ALLOW_NETWORK", "Read inputs over the network", defaultValue=False)
+            p = QgsProcessingParameterBoolean("ALLOW_NETWORK", "Read inputs over the network", defaultValue=False,
+                                              optional=True)  # optional: models saved without it stay valid
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
 
