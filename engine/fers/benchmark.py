@@ -732,52 +732,58 @@ def _save_fig(path: str, fig) -> str:
 
 
 def _roc_figure(curves, title):
-    fig = _figure(5.5, 5)
-    ax = fig.add_subplot(111)
-    for label, fpr, tpr, auc in curves:
-        ax.plot(fpr, tpr, lw=1.8, label=f"{label}  AUC {auc:.4f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(xlabel="false-alarm rate", ylabel="detection rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    from .report import plain_text
+
+    with plain_text():
+        fig = _figure(5.5, 5)
+        ax = fig.add_subplot(111)
+        for label, fpr, tpr, auc in curves:
+            ax.plot(fpr, tpr, lw=1.8, label=f"{label}  AUC {auc:.4f}")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+        ax.set(xlabel="false-alarm rate", ylabel="detection rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        return fig
 
 
 def _gallery_figure(entries, title):
-    import matplotlib
+    from .report import plain_text
 
-    labels = []
-    for _, _, maps in entries:
-        for lab, _, _ in maps:
-            if lab not in labels:
-                labels.append(lab)
-    cols, rws = 1 + len(labels), len(entries)
-    fig = _figure(1.9 * cols, 1.9 * rws + 0.5, dpi=80)
-    cmap = matplotlib.colormaps["inferno"].copy()
-    cmap.set_bad("0.6")
-    for i, (scene, gt, maps) in enumerate(entries):
-        lookup = {lab: (m, auc) for lab, m, auc in maps}
-        for j, lab in enumerate(["ground truth"] + labels):
-            ax = fig.add_subplot(rws, cols, i * cols + j + 1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.imshow(np.ma.masked_invalid(gt), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-                ax.set_ylabel(scene, fontsize=7)
-                ax.set_title("ground truth", fontsize=7)
-                continue
-            if lab not in lookup:
-                ax.set_axis_off()
-                continue
-            m, auc = lookup[lab]
-            fin = m[np.isfinite(m)]
-            lo, hi = (np.percentile(fin, 1), np.percentile(fin, 99.5)) if fin.size else (0, 1)
-            ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1,
-                      interpolation="nearest")
-            ax.set_title(f"{lab}\nAUC {auc:.4f}", fontsize=7)
-    fig.suptitle(f"score maps, {title}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    with plain_text():
+        import matplotlib
+
+        labels = []
+        for _, _, maps in entries:
+            for lab, _, _ in maps:
+                if lab not in labels:
+                    labels.append(lab)
+        cols, rws = 1 + len(labels), len(entries)
+        fig = _figure(1.9 * cols, 1.9 * rws + 0.5, dpi=80)
+        cmap = matplotlib.colormaps["inferno"].copy()
+        cmap.set_bad("0.6")
+        for i, (scene, gt, maps) in enumerate(entries):
+            lookup = {lab: (m, auc) for lab, m, auc in maps}
+            for j, lab in enumerate(["ground truth"] + labels):
+                ax = fig.add_subplot(rws, cols, i * cols + j + 1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.imshow(np.ma.masked_invalid(gt), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                    ax.set_ylabel(scene, fontsize=7)
+                    ax.set_title("ground truth", fontsize=7)
+                    continue
+                if lab not in lookup:
+                    ax.set_axis_off()
+                    continue
+                m, auc = lookup[lab]
+                fin = m[np.isfinite(m)]
+                lo, hi = (np.percentile(fin, 1), np.percentile(fin, 99.5)) if fin.size else (0, 1)
+                ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1,
+                          interpolation="nearest")
+                ax.set_title(f"{lab}\nAUC {auc:.4f}", fontsize=7)
+        fig.suptitle(f"score maps, {title}", fontsize=9)
+        fig.tight_layout()
+        return fig
 
 
 def _png_data_uri(path: str) -> str:

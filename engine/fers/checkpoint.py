@@ -43,11 +43,21 @@ def safe_torch_load(path: str, what: str = "checkpoint"):
     Checkpoints travel between people; a full unpickle would run whatever code the
     file names, so anything beyond tensors and plain containers is refused.
     """
+    from .errors import InputError
+    from .io.guard import require_regular
+    from .memory import check_bytes
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise ModelError(f"{what} is a folder, not a weights file: {path}")
+    try:
+        require_regular(path, what)  # a FIFO or a device would block the load, or feed it for ever
+        # weights are read whole: a file larger than the memory left is refused before it is read
+        check_bytes(1.2 * os.path.getsize(path), f"{what} {os.path.basename(path)}", "free memory; nothing was read")
+    except InputError as e:
+        raise ModelError(str(e)) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -79,7 +89,15 @@ def save_checkpoint(path: str, kind: str, meta: dict, frozen_backbone: Optional[
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except (OSError, RuntimeError) as e:  # torch's writer fails without an errno ("unexpected pos 64 vs 0")
+            from .errors import DISK_FULL, OutputError, disk_full_message
+
+            if getattr(e, "errno", None) in DISK_FULL:
+                raise OutputError(disk_full_message(e, path)) from None
+            raise OutputError(f"writing {path} failed ({str(e).strip()[:200]}): is the disk full? Free space or "
+                              "write elsewhere; no output was written") from None
     return path
 
 
@@ -91,8 +109,49 @@ def read_checkpoint(path: str) -> dict:
     if obj.get("format_version", 0) > FORMAT_VERSION:
         raise ModelError(f"{path} was written by a newer FERS (format {obj['format_version']}); update the plugin")
     if obj.get("kind") not in KINDS or "spe_fen" not in obj or "meta" not in obj:
-        raise ModelError(f"{path} is an incomplete FERS checkpoint (kind {obj.get('kind')!r})")
+        raise ModelError(f"{path} is an incomplete FERS checkpoint (kind {str(obj.get('kind'))[:40]!r})")
+    check_meta(obj, path)
     return obj
+
+
+MAX_MODEL_BANDS = 4096  # past every imaging spectrometer (AVIRIS-NG 425, HySpex ~400); networks are built from it
+MAX_BAND_NUMBER = 100_000
+
+
+def check_meta(obj: dict, path: str) -> None:
+    """Bound and type-check what a checkpoint's metadata claims before any network is built from it: the band
+    count sizes the networks (a file claiming millions of bands once drove a run to 15 GB)."""
+    meta = obj["meta"]
+
+    def bad(what):
+        raise ModelError(f"{path} is a damaged FERS checkpoint: {what}")
+
+    def numbers(key, kind, lo, hi):
+        v = meta.get(key)
+        if v is None:
+            return
+        if not isinstance(v, (list, tuple)) or len(v) != bands:
+            bad(f"'{key}' must list one value per band ({bands})")
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, kind) or not lo <= x <= hi or x != x:
+                bad(f"'{key}' holds {str(x)[:30]!r}, not a number from {lo} to {hi}")
+
+    if not isinstance(meta, dict):
+        bad("its metadata is not a table")
+    bands = meta.get("bands")
+    if isinstance(bands, bool) or not isinstance(bands, int) or not 1 <= bands <= MAX_MODEL_BANDS:
+        bad(f"'bands' must be a whole number from 1 to {MAX_MODEL_BANDS}, got {str(bands)[:30]!r}")
+    numbers("band_indices", int, 0, MAX_BAND_NUMBER)
+    numbers("wavelengths", (int, float), 0.0, 1e7)
+    numbers("fwhm", (int, float), 0.0, 1e7)
+    if meta.get("input_band_count") is not None and (not isinstance(meta["input_band_count"], int)
+                                                     or isinstance(meta["input_band_count"], bool)):
+        bad("'input_band_count' is not a whole number")
+    for name in ("spe_fen", "ferd", "spa_fen"):
+        state = obj.get(name)
+        if state is not None and (not isinstance(state, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+            bad(f"'{name}' is not a table of tensors")
 
 
 @dataclass

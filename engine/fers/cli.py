@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import Cancelled, FersError
+from .errors import Cancelled, FersError, one_line
 
 
 def _bands_arg(args):
@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print results, warnings and errors")
     p.add_argument("-q", "--quiet", action="store_true", help="only print results, warnings and errors")
+    network_help = ("let inputs be read over the network (/vsicurl/, /vsis3/, http://, and such paths inside a "
+                    "VRT); off by default: a file never makes FERS fetch anything")
+    common.add_argument("--allow-network", action="store_true", default=argparse.SUPPRESS, help=network_help)
+    p.add_argument("--allow-network", action="store_true", help=network_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("detect", parents=[common], help="anomaly map of a raster (GeoTIFF out, same grid and CRS)")
@@ -376,11 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .errors import DISK_FULL, disk_full_message
+
     from .feedback import ConsoleFeedback
 
     args = build_parser().parse_args(argv)
     # under torchrun only rank 0 reports (every rank runs the same command)
     fb = ConsoleFeedback(quiet=args.quiet or int(os.environ.get("RANK", "0")) > 0)
+    from .io.guard import set_network_allowed
+
+    set_network_allowed(args.allow_network)
     try:
         args.func(args, fb)
         return 0
@@ -396,12 +405,21 @@ def main(argv=None) -> int:
     except MemoryError:
         print("fers: error: out of memory; use fewer bands or a smaller extent", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in DISK_FULL or os.environ.get("FERS_DEBUG"):
+            return _internal(e)
+        print(f"fers: error: {disk_full_message(e)}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug of ours: one line for the analyst, the traceback on request
-        if os.environ.get("FERS_DEBUG"):
-            raise
-        print(f"fers: internal error ({type(e).__name__}: {e}); no output was written. Please report it, with "
-              "the traceback that FERS_DEBUG=1 prints", file=sys.stderr)
-        return 3
+        return _internal(e)
+
+
+def _internal(e: Exception) -> int:
+    if os.environ.get("FERS_DEBUG"):
+        raise e
+    print("fers: internal error (" + one_line(f"{type(e).__name__}: {e}") + "); no output was written. Please "
+          "report it, with the traceback that FERS_DEBUG=1 prints", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from __future__ import annotations
 import sys
 import time
 
-from .errors import Cancelled
+from .errors import Cancelled, one_line
+
+# a log line (file and variable names in it are the files', escape sequences and all): printable, bounded
+LOG_LINE = 2000
 
 
 class Feedback:
@@ -73,12 +76,12 @@ class ConsoleFeedback(Feedback):
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.stream.write(message + "\n")
+            self.stream.write(one_line(message, LOG_LINE) + "\n")
             self.stream.flush()
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        self.stream.write("warning: " + message + "\n")
+        self.stream.write("warning: " + one_line(message, LOG_LINE) + "\n")
         self.stream.flush()
 
 

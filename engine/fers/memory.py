@@ -82,3 +82,12 @@ def check_fits(bands: int, height: int, width: int, job: str, feedback=None, ext
                          "memory; nothing was read")
     if feedback is not None and need > 0.6 * avail:
         feedback.warn(f"{size} will use about {need / GB:.1f} of the {avail / GB:.1f} GB left ({why})")
+
+
+def check_bytes(need: float, what: str, advice: str) -> None:
+    """Refuse work that would allocate ``need`` bytes when less is left: ``what`` says what would take them (a
+    file's decoded variables, a score map's ranks), ``advice`` what to do instead."""
+    avail, why = available_bytes()
+    if avail is not None and need > avail:
+        raise InputError(f"{what} needs about {need / GB:.1f} GB of memory, but {avail / GB:.1f} GB are left "
+                         f"({why}): {advice}")

@@ -168,7 +168,7 @@ def check_paths(mask: Optional[str] = None, objects: Optional[str] = None, input
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import gdal_exceptions
+    from .io.raster import apply_georef, collected_errors, gdal_exceptions, write_error
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -178,10 +178,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
         except RuntimeError as e:
             raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
-        if georef is not None and georef.geotransform is not None:
-            ds.SetGeoTransform(georef.geotransform)
-        if georef is not None and georef.crs_wkt:
-            ds.SetProjection(georef.crs_wkt)
+        apply_georef(gdal, ds, georef)
         meta = dict(metadata or {}, FERS_THRESHOLD=repr(th.value), FERS_THRESHOLD_RULE=th.rule)
         for k, v in meta.items():
             ds.SetMetadataItem(str(k), str(v))
@@ -193,12 +190,22 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
         ct.SetColorEntry(1, (230, 30, 30, 255))
         band.SetRasterColorTable(ct)
         band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-        band.WriteArray(arr)
-        try:
-            ds.FlushCache()
-            ds = None
-        except RuntimeError as e:
-            raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
+        failure = None
+        with collected_errors(gdal) as errors:
+            try:
+                band.WriteArray(arr)
+                ds.FlushCache()
+            except RuntimeError as e:  # not raised here: the exception would keep the dataset open (io.raster)
+                failure = write_error(path, e, errors)
+            gdal.DontUseExceptions()
+            try:
+                ds = band = None
+            finally:
+                gdal.UseExceptions()
+        if failure is None and errors:
+            failure = write_error(path, errors[0], errors)
+        if failure is not None:
+            raise failure
     return path
 
 

@@ -470,15 +470,31 @@ class EvalResult:
     roc3d: dict = field(default_factory=dict)  # fers.metrics.roc3d: AUC(D,τ), AUC(F,τ) and their combinations
 
 
-def read_score_map(path: str) -> tuple:
+# bytes per pixel that evaluate holds at its peak (scores, ranks, the sort's order, masks): fers evaluate of a
+# 2048×2048 .npy peaked 88 bytes/px above a tiny map's 0.26 GB (/usr/bin/time -f %M); rounded up for --roc
+EVALUATE_BYTES_PER_PIXEL = 128
+
+
+def open_score_map(path: str):
+    """A score map's source, opened (its size known, nothing read): a one-band raster or a 2-D .npy."""
+    from .io.research import load_npy
+
     if path.lower().endswith(".npy"):
-        s = np.load(path, allow_pickle=False).astype(np.float32)
+        s = load_npy(path, "score map")
         if s.ndim != 2:
             raise InputError(f"{path}: a score map must be 2-D, got shape {s.shape}")
-        return s, np.isfinite(s)
+        return s
     src = open_source(path)
     if src.band_count != 1:
         raise InputError(f"{path} has {src.band_count} bands; a score map has one")
+    return src
+
+
+def read_score_map(path: str, src=None) -> tuple:
+    src = open_score_map(path) if src is None else src
+    if isinstance(src, np.ndarray):
+        s = np.asarray(src, dtype=np.float32)
+        return s, np.isfinite(s)
     cube, valid = src.read([0])
     return cube[0], valid
 
@@ -489,8 +505,16 @@ def evaluate(score: str, ground_truth: str, roc: Optional[str] = None, gt_variab
     from .metrics import roc3d, roc_curve
     from .report import write_roc
 
+    from .memory import check_bytes
+
     feedback = feedback or Feedback()
-    s, s_valid = read_score_map(score)
+    src = open_score_map(score)
+    height, width = src.shape if isinstance(src, np.ndarray) else (src.height, src.width)
+    # the ground truth has the map's size or is refused; its own file is bounded by its reader
+    check_bytes(EVALUATE_BYTES_PER_PIXEL * float(height) * width + 0.3 * 1024 ** 3,
+                f"evaluating a {width}×{height} px score map", "evaluate a smaller map (an extent of it), or free "
+                "memory; nothing was read")
+    s, s_valid = read_score_map(score, src)
     gt, gt_valid = load_ground_truth(ground_truth, gt_variable)
     if gt.shape != s.shape:
         raise InputError(f"the score map is {s.shape[1]}×{s.shape[0]} px but the ground truth is "

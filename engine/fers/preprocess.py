@@ -13,6 +13,7 @@ from .errors import InputError, TooFewBandsError
 SCALE_HALF_RANGE = 0.1
 
 
+MAX_BAND_NUMBER = 100_000  # a band list is bounded before it is expanded (GDAL's GeoTIFF stops at 65535 bands)
 _NUMBERS = re.compile(r"(\d+)(?:-(\d+))?")
 _WAVELENGTHS = re.compile(r"(\d+(?:\.\d*)?)(?:-(\d+(?:\.\d*)?))?(nm|um|µm)")
 
@@ -32,7 +33,10 @@ def parse_band_list(text: str):
         if m:
             a, b = int(m.group(1)), int(m.group(2) or m.group(1))
             if a < 1 or b < a:
-                raise InputError(f"band list item '{part}': band numbers start at 1 and ranges must increase")
+                raise InputError(f"band list item '{part[:40]}': band numbers start at 1 and ranges must increase")
+            if b > MAX_BAND_NUMBER:  # before the range is expanded: '1-20000000' would be 20 million numbers
+                raise InputError(f"band list item '{part[:40]}' goes past band {MAX_BAND_NUMBER}, more than any "
+                                 "raster has")
             numbers.extend(range(a - 1, b))
         elif w:
             factor = 1.0 if w.group(3) == "nm" else 1000.0
@@ -41,7 +45,7 @@ def parse_band_list(text: str):
                 raise InputError(f"band list item '{part}': a wavelength range must increase")
             wavelengths.append((part, lo, hi))
         else:
-            raise InputError(f"band list item '{part}' is not a band number or a range like 10-20, nor a "
+            raise InputError(f"band list item '{part[:40]}' is not a band number or a range like 10-20, nor a "
                              "wavelength or a range like 400-1340nm")
     if not numbers and not wavelengths:
         raise InputError("the band list is empty")
@@ -107,9 +111,11 @@ def select_bands(band_count: int, bands: Union[int, Sequence[int], None] = 0) ->
     idx = [int(b) for b in bands]
     if not idx:
         raise InputError("the band list is empty")
-    bad = [b + 1 for b in idx if b < 0 or b >= band_count]
+    bad = sorted({b for b in idx if b < 0 or b >= band_count})
     if bad:
-        raise InputError(f"band(s) {', '.join(map(str, bad))} do not exist: the raster has bands 1–{band_count}")
+        shown = band_ranges([b for b in bad if b >= 0]).replace(",", ", ")
+        raise InputError(f"band(s) {shown[:200]}{' …' if len(shown) > 200 else ''} do not exist: the raster has bands "
+                         f"1–{band_count}")
     return idx
 
 

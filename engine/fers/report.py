@@ -37,20 +37,29 @@ def write_roc(path: str, fpr, tpr, auc: float, title: str = "") -> str:
     raise OutputError(f"ROC output must end in .png or .html: {path}")
 
 
+def plain_text():
+    """Figure text drawn as written: titles and labels carry file and scene names, and a name with '$' signs
+    (or '_', '^' between them) would otherwise be parsed as TeX by matplotlib's mathtext, and fail."""
+    import matplotlib
+
+    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
+
+
 def _png(tmp, fpr, tpr, auc, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.4f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(xlabel="false-alarm rate", ylabel="detection rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
+    with plain_text():
+        fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+        ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.4f}")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+        ax.set(xlabel="false-alarm rate", ylabel="detection rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(tmp, format="png")
+        plt.close(fig)
 
 
 def _html(tmp, fpr, tpr, auc, title):

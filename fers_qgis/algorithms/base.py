@@ -47,6 +47,9 @@ def log_device(alg, parameters, context, feedback):
 
 # help for parameters several algorithms share (an algorithm's PARAM_HELP takes precedence)
 COMMON_HELP = {
+    "ALLOW_NETWORK": "Off: inputs are read from local files only, and a file that names a URL (/vsicurl/, http://, "
+                     "also inside a VRT) is refused, so a downloaded file never makes FERS fetch anything. On: remote "
+                     "layers (a cloud-optimised GeoTIFF over HTTP, S3) are read as QGIS reads them.",
     "DEVICE": "auto = CUDA when torch sees a GPU, else CPU; cpu; cuda (an error if no GPU is visible). "
               "The device used and the run time are written to the log.",
     "DETECTOR": "rx = global Reed–Xiaoli: the Mahalanobis distance of each pixel's (enhanced) spectrum to the "
@@ -149,6 +152,52 @@ class FersAlgorithm(QgsProcessingAlgorithm):
 
     NAME = DISPLAY = HELP = ""
     GROUP = "Anomaly detection"
+
+    def __init_subclass__(cls, **kw):
+        """Every algorithm's initAlgorithm ends with the advanced ALLOW_NETWORK parameter (``add_network``), so
+        that no algorithm reads a remote layer without it."""
+        super().__init_subclass__(**kw)
+        own = cls.__dict__.get("initAlgorithm")
+        if own is not None:
+            def init(self, config=None, _own=own):
+                _own(self, config)
+                self.add_network()
+            cls.initAlgorithm = init
+
+    def add_network(self):
+        from qgis.core import QgsProcessingParameterBoolean
+
+        if self.parameterDefinition("ALLOW_NETWORK") is None:
+            p = QgsProcessingParameterBoolean("ALLOW_NETWORK", "Read inputs over the network", defaultValue=False,
+                                              optional=True)  # optional: models saved without it stay valid
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+
+    def network_allowed(self, parameters) -> bool:
+        v = parameters.get("ALLOW_NETWORK", False)
+        return v is True or str(v).strip().lower() in ("1", "true", "yes")
+
+    def unsafe_input(self, parameters):
+        """The first input named by a path that is on the network (unless ALLOW_NETWORK), a FIFO or a device: QGIS
+        loads a raster parameter itself, before the engine runs, and would fetch it, or block on it for ever."""
+        ensure_engine_on_path()
+        try:
+            from fers.errors import FersError
+            from fers.io.guard import allow_network, check_input
+        except ImportError:
+            return None  # processAlgorithm says what is missing
+        for d in self.parameterDefinitions():
+            if d.isDestination():
+                continue
+            values = parameters.get(d.name())
+            for v in values if isinstance(values, (list, tuple)) else [values]:
+                if isinstance(v, str) and (os.sep in v or "://" in v):
+                    try:
+                        with allow_network(self.network_allowed(parameters)):
+                            check_input(v, d.name(), folder_ok=True)
+                    except FersError as e:
+                        return str(e)
+        return None
     PARAM_HELP = {}  # parameter name → help text (setHelp), for parameters created without one
 
     def name(self):
@@ -190,6 +239,9 @@ class FersAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
         """QGIS checks a raster parameter by loading it as a layer, which a .mat or .npy file is not (3.22 then
         says "Could not load source layer"); such a path is checked here instead, the rest as QGIS would."""
+        unsafe = self.unsafe_input(parameters)
+        if unsafe:
+            return False, unsafe
         research = [n for n in self.RESEARCH_INPUTS if research_path(parameters, n)]
         if not research:
             return super().checkParameterValues(parameters, context)
@@ -229,8 +281,11 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"FERS engine {fers.__version__} ({os.path.dirname(os.path.abspath(fers.__file__))})")
         log_device(self, parameters, context, feedback)
         t0 = time.perf_counter()
+        from fers.io.guard import allow_network
+
         try:
-            out = self.run_engine(parameters, context, EngineFeedback(feedback))
+            with allow_network(self.network_allowed(parameters)):
+                out = self.run_engine(parameters, context, EngineFeedback(feedback))
             feedback.pushInfo(f"{self.displayName()}: {time.perf_counter() - t0:.2f} s")
             return out
         except FersError as e:
@@ -240,10 +295,15 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         except QgsProcessingException:
             raise
         except Exception as e:  # a bug of ours: one clear line; FERS_DEBUG=1 lets the traceback through
+            from fers.errors import DISK_FULL, disk_full_message, one_line
+
             if os.environ.get("FERS_DEBUG"):
                 raise
-            raise QgsProcessingException(f"internal error in FERS ({type(e).__name__}: {e}); no output was written. "
-                                         "Please report it with the log of this run (FERS_DEBUG=1 adds the traceback)")
+            if isinstance(e, OSError) and e.errno in DISK_FULL:
+                raise QgsProcessingException(disk_full_message(e))
+            raise QgsProcessingException(f"internal error in FERS ({one_line(f'{type(e).__name__}: {e}')}); no output "
+                                         "was written. Please report it with the log of this run (FERS_DEBUG=1 adds "
+                                         "the traceback)")
 
     def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

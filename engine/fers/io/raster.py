@@ -19,10 +19,34 @@ class Georef:
 
     crs_wkt: Optional[str] = None
     geotransform: Optional[tuple] = None
+    # a raster placed by ground control points alone (no geotransform): (x, y, z, pixel, line) each, and their CRS
+    gcps: tuple = ()
+    gcp_wkt: Optional[str] = None
 
     @property
     def known(self) -> bool:
-        return bool(self.crs_wkt) or self.geotransform is not None
+        return bool(self.crs_wkt) or self.geotransform is not None or bool(self.gcps)
+
+
+def read_georef(ds) -> Georef:
+    """A dataset's georeferencing: its geotransform and CRS, or, for a raster placed by GCPs alone (an unwarped
+    scene), the GCPs and their CRS, which the outputs carry on so that QGIS places them as it places the input."""
+    gt = ds.GetGeoTransform(can_return_null=True)
+    gcps = tuple((g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel, g.GCPLine) for g in ds.GetGCPs() or ()) if gt is None else ()
+    return Georef(ds.GetProjection() or None, tuple(gt) if gt else None, gcps,
+                  (ds.GetGCPProjection() or None) if gcps else None)
+
+
+def apply_georef(gdal, ds, georef: Optional[Georef]) -> None:
+    """Write ``georef`` on a new dataset: the geotransform and CRS, or the GCPs and their CRS."""
+    if georef is None:
+        return
+    if georef.geotransform is not None:
+        ds.SetGeoTransform(georef.geotransform)
+    if georef.crs_wkt:
+        ds.SetProjection(georef.crs_wkt)
+    if georef.gcps and georef.geotransform is None:
+        ds.SetGCPs([gdal.GCP(*g) for g in georef.gcps], georef.gcp_wkt or "")
 
 
 def raster_extent(georef: Optional[Georef], width: int, height: int) -> Optional[tuple]:
@@ -43,6 +67,9 @@ def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "th
                          f"y {ymin:.10g} to {ymax:.10g}")
     gt = georef.geotransform if georef is not None else None
     if gt is None:
+        if georef is not None and georef.gcps:
+            raise InputError(f"{what} is placed by ground control points only (not warped): an extent cannot select "
+                             "a window of it; warp it first (gdalwarp, or Raster ▸ Projections ▸ Warp)")
         raise InputError(f"{what} carries no georeferencing: an extent cannot be placed on it")
     if gt[2] or gt[4]:
         raise InputError(f"{what} is on a rotated grid: an extent cannot select a window of it; clip it first")
@@ -61,7 +88,7 @@ def extent_window(georef: Optional[Georef], size: tuple, extent, what: str = "th
 def window_georef(georef: Georef, window) -> Georef:
     """The georeferencing of a pixel window of a raster (the origin moved to its first pixel)."""
     if window is None or georef.geotransform is None:
-        return georef
+        return georef  # (GCPs alone: extent_window refuses a window)
     gt, (x0, y0) = georef.geotransform, window[:2]
     return Georef(georef.crs_wkt, (gt[0] + x0 * gt[1] + y0 * gt[2], gt[1], gt[2],
                                    gt[3] + x0 * gt[4] + y0 * gt[5], gt[4], gt[5]))
@@ -69,16 +96,31 @@ def window_georef(georef: Georef, window) -> Georef:
 
 @contextlib.contextmanager
 def gdal_exceptions():
-    """GDAL exceptions on, for this block only: QGIS and other plugins share the module."""
+    """GDAL exceptions on, for this block only: QGIS and other plugins share the module; and GDAL's switches that
+    keep a file from running code or reaching the network (``io.guard.gdal_guard``), for this thread."""
     from osgeo import gdal
+
+    from .guard import gdal_guard
 
     was = gdal.GetUseExceptions()
     gdal.UseExceptions()
     try:
-        yield gdal
+        with gdal_guard(gdal):
+            yield gdal
     finally:
         if not was:
             gdal.DontUseExceptions()
+
+
+def open_dataset(gdal, path: str):
+    """``gdal.OpenEx`` read-only on a raster driver, the drivers of remote services left out unless the network
+    is allowed (``io.guard``); the caller has checked the path (``guard.check_input``)."""
+    from .guard import allowed_drivers
+
+    drivers = allowed_drivers(gdal)
+    if drivers is None:
+        return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+    return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=drivers)
 
 
 def band_scale_offset(band):
@@ -112,15 +154,65 @@ def container_message(path, subdatasets):
             f"input, e.g. {best} (in QGIS, add the file as a layer and pick that dataset). Datasets: {shown}")
 
 
+COMPLEX_TYPES = ("CInt16", "CInt32", "CFloat32", "CFloat64")
+# drivers that read pixels straight from a raw file at offsets the header gives: a file shorter than the header
+# says reads as zeros past its end, without an error, so its size is checked against the header's
+RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "PAux", "ISCE", "ROI_PAC", "LAN", "MFF", "BT", "GSC", "NDF", "DOQ1", "DOQ2")
+
+
+def check_samples(gdal, ds, path: str) -> None:
+    """Refuse at opening what would read wrong: complex samples (SAR; the engine reads real values) and a raw file
+    holding fewer bytes than its header declares."""
+    types = {gdal.GetDataTypeName(ds.GetRasterBand(i).DataType) for i in range(1, ds.RasterCount + 1)}
+    cplx = sorted(types & set(COMPLEX_TYPES))
+    if cplx:
+        raise InputError(f"{path} holds complex samples ({', '.join(cplx)}): FERS reads real values; take their "
+                         "amplitude first (e.g. gdal_translate, or QGIS's Raster calculator)")
+    if ds.GetDriver().ShortName not in RAW_DRIVERS:
+        return
+    files = ds.GetFileList() or []
+    data = next((f for f in files if os.path.isfile(f) and not f.lower().endswith((".hdr", ".xml", ".aux"))), None)
+    if data is None:
+        return
+    band = ds.GetRasterBand(1)
+    item = gdal.GetDataTypeSize(band.DataType) // 8
+    offset = 0
+    try:
+        offset = int(float((ds.GetMetadata("ENVI") or {}).get("header_offset", 0)))
+    except ValueError:
+        pass
+    need = offset + ds.RasterXSize * ds.RasterYSize * ds.RasterCount * item
+    size = os.path.getsize(data)
+    if size < need:
+        raise InputError(f"{path} is truncated: its header declares {ds.RasterXSize}×{ds.RasterYSize} px × "
+                         f"{ds.RasterCount} bands ({need} bytes), but {os.path.basename(data)} holds {size} bytes")
+
+
+def signed_byte_bands(gdal, ds) -> set:
+    """0-based bands of GDAL's Byte type flagged signed (``PIXELTYPE=SIGNEDBYTE``, GDAL < 3.7's Int8), which QGIS
+    shows as -128..127."""
+    return {i for i in range(ds.RasterCount)
+            if ds.GetRasterBand(i + 1).DataType == gdal.GDT_Byte
+            and ds.GetRasterBand(i + 1).GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"}
+
+
+def as_signed_bytes(band: np.ndarray) -> None:
+    """Stored bytes 128..255 of a signed-byte band are -128..-1 (in place, before nodata and scale/offset)."""
+    band[band >= 128] -= 256
+
+
 class GdalSource(Source):
     """Any raster GDAL can open (GeoTIFF, ENVI, HDF, VRT, ...). Values are read as QGIS shows them: with each
     band's scale and offset applied (``band_scale_offset``); nodata is matched on the stored values."""
 
     def __init__(self, path: str):
         self.path = path
+        from .guard import check_input
+
+        check_input(path)
         with gdal_exceptions() as gdal:
             try:
-                ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+                ds = open_dataset(gdal, path)
             except RuntimeError as e:
                 raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
             if ds is not None and ds.RasterCount == 0 and ds.GetSubDatasets():
@@ -128,8 +220,9 @@ class GdalSource(Source):
             if ds is None or ds.RasterCount == 0:
                 raise InputError(f"{path} has no raster bands")
             self.width, self.height, self.band_count = ds.RasterXSize, ds.RasterYSize, ds.RasterCount
-            gt = ds.GetGeoTransform(can_return_null=True)
-            self.georef = Georef(ds.GetProjection() or None, tuple(gt) if gt else None)
+            check_samples(gdal, ds, path)
+            self.georef = read_georef(ds)
+            self._signed = signed_byte_bands(gdal, ds)
             self.nodata_per_band = [ds.GetRasterBand(i).GetNoDataValue() for i in range(1, ds.RasterCount + 1)]
             self.nodata = self.nodata_per_band[0]
             self.scale_offset = [band_scale_offset(ds.GetRasterBand(i)) for i in range(1, ds.RasterCount + 1)]
@@ -159,7 +252,7 @@ class GdalSource(Source):
         if self._ds is None:
             from osgeo import gdal
 
-            self._ds = gdal.OpenEx(self.path, gdal.OF_RASTER | gdal.OF_READONLY)
+            self._ds = open_dataset(gdal, self.path)
         return self._ds
 
     def read(self, bands: Sequence[int], window=None):
@@ -175,6 +268,8 @@ class GdalSource(Source):
                     raise InputError(
                         f"could not read band {b + 1} of {self.path}: the file is truncated or corrupt "
                         f"(GDAL: {str(e).strip() or 'no data returned'})") from None
+                if b in self._signed:
+                    as_signed_bytes(cube[k])
                 nd = self.nodata_per_band[b]
                 if nd is not None and np.isfinite(nd):
                     valid &= cube[k] != np.float32(nd)
@@ -209,6 +304,35 @@ def check_writable(path: str, inputs: Sequence[str] = ()) -> str:
     return path
 
 
+@contextlib.contextmanager
+def collected_errors(gdal):
+    """GDAL's errors in this block kept (a list of messages) instead of printed: those of closing a dataset (its
+    last writes) come from no call that could raise them, and would otherwise reach stderr as raw 'ERROR 1: …'
+    lines, several per failed write."""
+    errors = []
+
+    def handler(err_class, err_no, message):
+        if err_class >= gdal.CE_Failure:
+            errors.append(str(message))
+
+    gdal.PushErrorHandler(handler)
+    try:
+        yield errors
+    finally:
+        gdal.PopErrorHandler()
+
+
+def write_error(path: str, error, errors=(), what: str = "writing") -> OutputError:
+    """One line for a failed write: a full disk said as such (GDAL's text carries no errno), else GDAL's first
+    message."""
+    from ..errors import disk_full_message, is_disk_full
+
+    texts = [str(error)] + [str(e) for e in errors]
+    if any(is_disk_full(t) for t in texts):
+        return OutputError(disk_full_message(path=path))
+    return OutputError(f"{what} {path} failed: {str(error).strip() or 'GDAL gave no reason'}")
+
+
 def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef], nodata: Optional[float],
                  band_names: Sequence[str] = (), metadata: Optional[dict] = None,
                  band_metadata: Optional[Sequence[dict]] = None, feedback=None) -> str:
@@ -219,23 +343,24 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
     leaves a half-written map that QGIS would happily display.
     """
     path = check_output_path(path)
-    with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal:
+    with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal, collected_errors(gdal) as errors:
         h, w = bands[0].shape
         opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+        ds = band = failure = None
+        # no raise inside an except block here: GDAL's exception keeps the binding's frame, and with it the
+        # dataset, alive until the error is printed, and the dataset's close then prints raw 'ERROR 1:' lines
         try:
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
         except RuntimeError as e:
-            raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
-        if georef is not None:
-            if georef.geotransform is not None:
-                ds.SetGeoTransform(georef.geotransform)
-            if georef.crs_wkt:
-                ds.SetProjection(georef.crs_wkt)
-        for key, value in (metadata or {}).items():
-            ds.SetMetadataItem(str(key), str(value))
-        for i, arr in enumerate(bands):
+            failure = write_error(path, e, errors, "creating")
+        if failure is None:
+            apply_georef(gdal, ds, georef)
+            for key, value in (metadata or {}).items():
+                ds.SetMetadataItem(str(key), str(value))
+        for i, arr in enumerate(bands if failure is None else ()):
             if feedback is not None and feedback.cancelled():
-                raise Cancelled()
+                failure = Cancelled()
+                break
             band = ds.GetRasterBand(i + 1)
             if nodata is not None:
                 band.SetNoDataValue(float(nodata))
@@ -247,10 +372,22 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
             try:
                 band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
             except RuntimeError as e:
-                raise OutputError(f"writing {path} failed: {str(e).strip()}") from None
+                failure = write_error(path, e, errors)
+                break
+        if failure is None:
+            try:
+                ds.FlushCache()
+            except RuntimeError as e:
+                failure = write_error(path, e, errors)
+        # close and flush (a band keeps its dataset open) with exceptions off: the binding would raise in the
+        # destructor, which Python can only print; the errors go to ``errors`` instead
+        gdal.DontUseExceptions()
         try:
-            ds.FlushCache()
-            ds = None  # closes and flushes
-        except RuntimeError as e:
-            raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
+            ds = band = None
+        finally:
+            gdal.UseExceptions()
+        if failure is None and errors:
+            failure = write_error(path, errors[0], errors)
+        if failure is not None:
+            raise failure
     return path

@@ -147,7 +147,10 @@ def _open(path: str, variable: Optional[str] = None) -> Source:
     from .raster import GdalSource
     from .research import ArraySource, is_research_path
 
+    from .guard import check_input
+
     path = os.fspath(path)
+    check_input(path, folder_ok=True)  # network, FIFOs, devices, and what a VRT names: before any reader opens it
     if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi") and ":" not in os.path.basename(path):
         raise InputError(f"input not found: {path}")
     if os.path.isdir(path):

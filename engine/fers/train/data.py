@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -222,6 +222,21 @@ class BackgroundData:
     train_names: List[str]
     val_names: List[str]
     summary: dict
+    # what a resume file is checked against (train.loop): each scene's path, size and modification time
+    fingerprint: list = field(default_factory=list)
+
+
+def fingerprint(paths: Sequence[str]) -> list:
+    """[path, bytes, mtime ns] of each file: the same files, unchanged, or not (a content hash would read
+    every scene twice; a copy with another time stamp then counts as changed, which --restart settles)."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append([os.path.realpath(p), int(st.st_size), int(st.st_mtime_ns)])
+        except OSError:
+            out.append([str(p), None, None])
+    return out
 
 
 def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val_sources: Optional[Sequence[str]] = None,
@@ -287,4 +302,5 @@ def prepare_background(sources: Sequence[str], bands, patch: int, seed: int, val
         "nodata": [list(r) for r in nodata],
         "source_nodata": {os.path.basename(k): [list(r) for r in v] for k, v in source_nodata.items() if v},
     }
-    return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary)
+    return BackgroundData(train, val, summary["train_scenes"], summary["val_scenes"], summary,
+                          fingerprint(paths) + [["validation"]] + fingerprint(val_paths))

@@ -133,6 +133,12 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+# what a resumed run must share with the run that wrote the resume file (epochs may grow; the device may change)
+RESUME_SETTINGS = ("bands", "lr", "batch", "betas", "patch", "seed", "steps_per_epoch", "trunk", "stage", "teacher",
+                   "adapt_bn", "spa_backbone_weights", "backbone_weights", "band_stretch", "spectral_jitter",
+                   "loss_weights", "nodata", "source_nodata")
+
+
 class Trainer:
     def __init__(self, task: TrainTask, sampler, val: np.ndarray, config: TrainConfig, output: str,
                  feedback: Optional[Feedback] = None, hyper: Optional[dict] = None):
@@ -173,17 +179,32 @@ class Trainer:
 
     def _load_resume(self):
         state = safe_torch_load(self.resume_path, "training resume file")
-        saved = json.loads(state["hyper"])
-        for k in ("bands", "lr", "batch", "patch", "seed", "trunk", "stage", "teacher", "adapt_bn",
-                  "spa_backbone_weights", "backbone_weights", "band_stretch", "nodata", "source_nodata"):
-            if k in saved and k in self.hyper and saved[k] != self.hyper[k]:
-                raise ModelError(f"cannot resume {self.resume_path}: it was started with {k}={saved[k]}, "
-                                 f"now {k}={self.hyper[k]}; use the same settings or delete the resume file")
-        self.task.load(state["module"])
-        self.opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["torch_rng"])
-        self.sampler.set_state(json.loads(state["sampler_rng"]))
-        return int(state["epoch"]), json.loads(state["history"]), state["best"]
+        try:
+            saved = json.loads(state["hyper"])
+            if not isinstance(saved, dict):
+                raise TypeError
+        except (TypeError, KeyError, ValueError, IndexError):
+            raise ModelError(f"{self.resume_path} is not a FERS resume file; delete it, or use --restart") from None
+        now = json.loads(json.dumps(self.hyper, default=str))  # as saved: tuples are lists there
+        if "data" in now and saved.get("data") != now["data"]:
+            # the background scenes (path, size, modification time: prepare_background's fingerprint) decide
+            # what the resumed epochs train on; a resume file of other data would silently mix two trainings
+            raise ModelError(f"cannot resume {self.resume_path}: it was started on other background data (other "
+                             "files, or files changed since); give the same files, or --restart (RESTART) to start over")
+        for k in RESUME_SETTINGS:
+            if k in saved and k in now and saved[k] != now[k]:
+                raise ModelError(f"cannot resume {self.resume_path}: it was started with {k}={str(saved[k])[:80]}, "
+                                 f"now {k}={str(now[k])[:80]}; use the same settings, or --restart (RESTART) to "
+                                 "start over")
+        try:
+            self.task.load(state["module"])
+            self.opt.load_state_dict(state["opt"])
+            torch.set_rng_state(state["torch_rng"])
+            self.sampler.set_state(json.loads(state["sampler_rng"]))
+            return int(state["epoch"]), json.loads(state["history"]), state["best"]
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise ModelError(f"{self.resume_path} is a damaged resume file ({type(e).__name__}); delete it, or "
+                             "use --restart") from None
 
     # -- the loop ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -78,7 +78,7 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
 
     config = TrainConfig(epochs=epochs, batch=batch, lr=lr, betas=tuple(betas), seed=seed, patch=patch,
                          steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
-    hyper = {"stage": 1, "bands": n_bands, "trunk": trunk, "backbone_weights": weights_source,
+    hyper = {"data": data.fingerprint, "stage": 1, "bands": n_bands, "trunk": trunk, "backbone_weights": weights_source,
              "loss_weights": {"sim": 1.0, "mse": 0.1, "z": 0.1}, "band_stretch": float(band_stretch),
              "spectral_jitter": float(spectral_jitter),
              "nodata": data.summary["nodata"], "source_nodata": data.summary["source_nodata"]}

@@ -160,7 +160,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
 
     config = TrainConfig(epochs=epochs, batch=batch, lr=lr, betas=tuple(betas), seed=seed, patch=patch,
                          steps_per_epoch=steps_per_epoch, device=dev, micro_batches=micro_batches)
-    hyper = {"stage": 2, "bands": n_bands, "teacher": teacher_source, "spa_backbone_weights": weights_source,
+    hyper = {"data": data.fingerprint, "stage": 2, "bands": n_bands, "teacher": teacher_source, "spa_backbone_weights": weights_source,
              "adapt_bn": bool(adapt_bn), "band_stretch": float(band_stretch),
              "nodata": data.summary["nodata"], "source_nodata": data.summary["source_nodata"],
              "loss_weights": {"cc": 1.0, "cos": W_COS, "var": W_VAR, "mse": LAMBDA_RECON,
