@@ -27,10 +27,12 @@ apt:
 venv: $(VENV)/.installed
 
 # numpy/scipy/GDAL come from Debian (system site packages) so QGIS and the engine share one ABI;
-# torch==2.13.0 resolves to the machine's local CPU wheel.
+# torch==2.13.0 resolves to the machine's local CPU wheel. dask + distributed are the engine's [distributed] extra
+# (fers batch), pinned to releases tested with Debian 12's Python 3.11.
 $(VENV)/.installed: engine/pyproject.toml
 	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 safetensors
+	$(PY) -m pip install -q --disable-pip-version-check dask==2026.8.0 distributed==2026.8.0
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e engine
 	touch $@
 
