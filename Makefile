@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-engine test-plugin demo bench bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -84,6 +84,11 @@ bench: venv
 # tiled vs whole-image maps on the paper set
 bench-speed: venv
 	$(PY) bench/bench_speed.py
+
+# fers batch on Dask over every evaluation scene (as GeoTIFFs) against fers detect in a loop: scenes/min for 1 and 2
+# workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals
+bench-batch: venv
+	nice $(PY) bench/bench_batch.py
 
 # on a machine with a CUDA GPU: GPU score maps against CPU ones, every strategy (CI has no GPU)
 check-cuda: venv

@@ -18,6 +18,7 @@ every scene are merged into one GeoPackage in one CRS.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import json
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .batch_tasks import RESULT_FIELDS, SUFFIXES, SceneJob, read_record, remove_partials, run_scene
+from .batch_tasks import RESULT_FIELDS, SUFFIXES, SceneJob, cpu_cores, read_record, remove_partials, run_scene
 from .errors import FersError, InputError, OutputError
 from .feedback import Feedback
 
@@ -205,19 +206,6 @@ def _target_srs(text: Optional[str]):
 
 # ------------------------------------------------------------------ the cluster
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _has_bokeh() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bokeh") is not None
-
-
 class _Cluster:
     """A Client on a local cluster (``workers`` processes of one thread, torch threads = cores // workers,
     memory = what fers's memory check finds left, split evenly) or on an existing scheduler."""
@@ -243,7 +231,7 @@ class _Cluster:
 
             from .memory import available_bytes
 
-            cores = _cores()
+            cores = cpu_cores()
             n = max(1, int(workers) if workers else min(cores, todo))
             avail, _ = available_bytes()
             self.threads = max(1, cores // n)
@@ -258,7 +246,7 @@ class _Cluster:
     def _threads_per_host(self) -> dict:
         """{host: torch threads}: that host's cores over the Dask threads of all its workers."""
         info = self.client.scheduler_info(n_workers=-1)["workers"]
-        cores = self.client.run(_cores)
+        cores = self.client.run(cpu_cores)
         per_host, host_cores = {}, {}
         for addr, w in info.items():
             host = addr.split("://")[-1].rsplit(":", 1)[0]
@@ -272,7 +260,9 @@ class _Cluster:
         try:
             if "dashboard" not in self.client.scheduler_info().get("services", {}):
                 return None
-            if not self.client.run_on_scheduler(_has_bokeh):
+            # a lambda travels by value: the scheduler needs no fers installed to answer
+            if not self.client.run_on_scheduler(lambda: __import__("importlib.util").util.find_spec("bokeh")
+                                                is not None):
                 return None
             return self.client.dashboard_link
         except Exception:  # a link is a courtesy: never the reason a batch fails
@@ -392,7 +382,7 @@ def _run_jobs(jobs: list, rows: dict, workers, scheduler, retries: int, fb: Feed
             fb.info(f"Dask dashboard: {link}")
         futures = {}
         for job in jobs:
-            job = SceneJob(**{**job.__dict__, "torch_threads": cluster.threads})
+            job = dataclasses.replace(job, torch_threads=cluster.threads)
             # pure=False: a re-run after a change on disk is a new task, never a cached result
             fut = cluster.client.submit(run_scene, job, key=f"fers-{job.name}-{job.key[:12]}", retries=int(retries),
                                         pure=False)

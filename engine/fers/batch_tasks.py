@@ -111,6 +111,14 @@ def remove_partials(job: SceneJob) -> None:
 
 # ------------------------------------------------------------------ the worker's side
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 _model_lock = threading.Lock()
 
 
