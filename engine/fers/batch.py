@@ -245,7 +245,7 @@ class _Cluster:
 
     def _threads_per_host(self) -> dict:
         """{host: torch threads}: that host's cores over the Dask threads of all its workers."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        info = self.client.scheduler_info()["workers"]
         cores = self.client.run(cpu_cores)
         per_host, host_cores = {}, {}
         for addr, w in info.items():

@@ -8,6 +8,7 @@ scene at full size.
 """
 import csv
 import glob
+import importlib.util
 import os
 import signal
 import subprocess
@@ -91,6 +92,8 @@ def test_local_cluster_equals_detect_merges_objects_and_isolates_a_corrupt_raste
     r = fers("batch", scenes, "--out", out, "--workers", 2, *PARAMS, "--objects", "--mask")
     assert r.returncode == 1, r.stderr  # the batch ran to its end, one scene failed
     assert "2 worker process(es)" in r.stderr and "[4/4]" in r.stderr
+    if importlib.util.find_spec("bokeh") is None:  # no dashboard without bokeh: no address printed either
+        assert "dashboard" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("fers: 1 of 4 scene(s) failed, e.g. corrupt: could not read")
     rows = results(out)
     assert rows["corrupt"]["status"] == "failed" and "truncated or corrupt" in rows["corrupt"]["error"]
@@ -175,8 +178,13 @@ def test_resume_skips_and_a_changed_parameter_input_or_force_redoes(crops, tmp_p
     assert touched == {SCENES[0]: "skipped", SCENES[1]: "done", SCENES[2]: "skipped"}
     assert set(run(products={"threshold_percentile": 99.0}, force=True)[0].values()) == {"done"}
     # a record from other parameters never passes for these: the strategy is part of the key
+    from fers.batch_tasks import _load
+
     kw = dict(kw, strategy="spectral")
+    before = _load.cache_info()
     assert set(run(products={"threshold_percentile": 99.0})[0].values()) == {"done"}
+    after = _load.cache_info()  # the worker (here: this process) loaded the bundled model once for 3 scenes
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 2
 
 
 def _start(cmd, log):
