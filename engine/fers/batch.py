@@ -183,12 +183,14 @@ def _scene_key(detect_kw: dict, products: dict, mask: bool, objects: bool, model
 
 
 def check_products(products: dict) -> None:
-    """The thresholds of --mask/--objects, checked before any cluster starts (objects.threshold's rules)."""
-    p, f, n = products.get("threshold_percentile"), products.get("false_alarm_rate"), products.get("min_pixels", 1)
-    if p is not None and not 0.0 <= float(p) <= 100.0:
-        raise InputError(f"the threshold percentile must lie in 0–100, got {p:g}")
-    if f is not None and not 0.0 <= float(f) < 1.0:
-        raise InputError(f"the false-alarm rate must lie in [0, 1), got {f:g}")
+    """The thresholds of --mask/--objects, refused before any cluster starts with objects.threshold's own lines
+    (checked on a one-pixel map: only the rules matter here)."""
+    import numpy as np
+
+    from .objects import threshold
+
+    threshold(np.zeros(1), np.ones(1, bool), products.get("threshold_percentile"), products.get("false_alarm_rate"))
+    n = products.get("min_pixels", 1)
     if int(n) < 1:
         raise InputError(f"the minimum object size is a pixel count of at least 1, got {n}")
 
