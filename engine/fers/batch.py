@@ -223,7 +223,7 @@ class _Cluster:
                     self.client = Client(scheduler_file=scheduler, timeout="20s")
                 else:
                     self.client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, ValueError) as e:
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
             self.threads = self._threads_per_host()
             info = self.client.scheduler_info()
@@ -313,9 +313,13 @@ def run_batch(scenes: Sequence[str], out_dir: str, detect_kw: dict, model: Optio
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"--out {out_dir} is a file, not a folder")
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise OutputError(f"output folder is not writable: {out_dir}")
+    existing = out_dir
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"output folder is not writable: {existing}")
+    if scheduler and not os.path.isfile(scheduler) and ":" not in scheduler:
+        raise InputError(f"--scheduler {scheduler}: neither a scheduler file nor an address like tcp://HOST:8786")
 
     models = _Models(model, detect_kw.get("strategy", "none"), detect_kw.get("bands", 0), fb)
     rows, jobs = {}, []
@@ -343,6 +347,7 @@ def run_batch(scenes: Sequence[str], out_dir: str, detect_kw: dict, model: Optio
         cluster_text = _run_jobs(jobs, rows, workers, scheduler, retries, fb)
     else:
         fb.info("nothing to run")
+        os.makedirs(out_dir, exist_ok=True)
     for job in jobs:  # a task that never finished (its worker lost for good) leaves no hidden file either
         remove_partials(job)
     ordered = [rows[p] for p in paths]
@@ -377,6 +382,7 @@ def _run_jobs(jobs: list, rows: dict, workers, scheduler, retries: int, fb: Feed
     from distributed import as_completed
 
     cluster = _Cluster(workers, scheduler, len(jobs), fb)
+    os.makedirs(jobs[0].out_dir, exist_ok=True)  # once a cluster is there: a batch that cannot start leaves nothing
     try:
         fb.info(f"{len(jobs)} scene(s) on {cluster.description}")
         link = cluster.dashboard()

@@ -277,6 +277,7 @@ def test_without_dask_one_line_says_how_to_install(crops, tmp_path):
     (["--objects", "--threshold-percentile", "120"], "the threshold percentile must be in [0, 100)"),
     (["--rx-trim", "0.9"], "trim"),
     (["MISSING"], "no such file or folder: MISSING"),
+    (["--scheduler", "nofile.json"], "neither a scheduler file nor an address like tcp://HOST:8786"),
 ])
 def test_bad_parameters_one_line_exit_2_before_anything_runs(crops, tmp_path, capsys, args, message):
     from fers.cli import main
