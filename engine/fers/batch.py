@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import glob
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -239,7 +240,9 @@ class _Cluster:
             self.threads = max(1, cores // n)
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                         memory_limit=int(avail / n) if avail else "auto",
-                                        dashboard_address=":8787", silence_logs=logging.ERROR)
+                                        # without bokeh there is no dashboard to serve, nor a port to take
+                                        dashboard_address=":8787" if importlib.util.find_spec("bokeh") else None,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
             mem = f", {avail / n / 1024 ** 3:.1f} GB each" if avail else ""
             self.description = (f"a local Dask cluster of {n} worker process(es) × 1 thread, torch threads "
