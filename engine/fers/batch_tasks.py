@@ -162,8 +162,10 @@ def _set_torch_threads(threads) -> None:
 
 @contextlib.contextmanager
 def _worker_memory_cap():
-    """Inside a Dask worker with a memory limit, fers's memory check (``fers.memory``) counts what the worker
-    has left, so a scene too large for one worker is refused with one line instead of the nanny killing it."""
+    """Inside a Dask worker with a memory limit, fers's memory check (``fers.memory``) counts that limit as the
+    most a scene may use, so a scene too large for one worker is refused with one line instead of the nanny
+    killing the worker. The limit itself, not what is left of it: the check's estimate already includes torch
+    and the networks, which a worker that has run a scene holds."""
     limit = None
     try:
         from distributed import get_worker
@@ -174,10 +176,7 @@ def _worker_memory_cap():
     if not limit or os.environ.get("FERS_MEMORY_LIMIT_MB"):
         yield
         return
-    import psutil
-
-    left = max(0.0, limit - psutil.Process().memory_info().rss) / 1024 ** 2
-    os.environ["FERS_MEMORY_LIMIT_MB"] = f"{left:.0f}"
+    os.environ["FERS_MEMORY_LIMIT_MB"] = f"{limit / 1024 ** 2:.0f}"
     try:
         yield
     finally:
