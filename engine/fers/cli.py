@@ -262,7 +262,6 @@ def add_detect_options(d: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .device import DEVICES
     from .pipeline import DETECTORS, STRATEGIES
 
     p = argparse.ArgumentParser(prog="fers", description="FERS hyperspectral anomaly detection")
