@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-speed bench-accuracy check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -30,11 +30,13 @@ venv: $(VENV)/.installed
 # torch==2.13.0 resolves to the machine's local CPU wheel and is installed first. The engine goes in without its
 # declared requirements (engine/pyproject.toml): Debian registers h5py as "h5py._debian_h5py_serial", which pip's
 # resolver does not see as h5py, so it would fetch a second h5py (`make check-engine-install` installs with them).
+# dask + distributed are the engine's [distributed] extra (fers batch), pinned to releases tested with Python 3.11.
 $(VENV)/.installed: engine/pyproject.toml
 	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 safetensors
 	# Spectral Python: the reference the classic detectors are tested against (tests/engine/test_classic_detectors.py)
 	$(PY) -m pip install -q --disable-pip-version-check spectral==0.24
+	$(PY) -m pip install -q --disable-pip-version-check dask==2026.8.0 distributed==2026.8.0
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e engine
 	touch $@
 
@@ -110,6 +112,11 @@ bench: venv
 # tiled vs whole-image maps on the paper set
 bench-speed: venv
 	$(PY) bench/bench_speed.py
+
+# fers batch on Dask over every evaluation scene (as GeoTIFFs) against fers detect in a loop: scenes/min for 1 and 2
+# workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals
+bench-batch: venv
+	nice $(PY) bench/bench_batch.py
 
 # on a machine with a CUDA GPU: GPU score maps against CPU ones, every strategy (CI has no GPU)
 check-cuda: venv

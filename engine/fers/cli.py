@@ -59,6 +59,32 @@ def cmd_detect(args, fb):
         print(res.output)
 
 
+def cmd_batch(args, fb):
+    from .batch import run_batch
+
+    detect_kw = dict(bands=_bands_arg(args), strategy=args.strategy, detector=args.detector, rx_trim=args.rx_trim,
+                     device=args.device, variable=args.variable, band_match=args.band_match,
+                     tile_size=args.tile_size, memory_mb=args.memory_mb, nodata=_nodata_arg(args),
+                     file_nodata=not args.ignore_file_nodata, extent=args.extent, local_mean=args.local_mean,
+                     window=args.window)
+    products = dict(threshold_percentile=args.threshold_percentile, false_alarm_rate=args.false_alarm_rate,
+                    min_pixels=args.min_pixels)
+    res = run_batch(args.scenes, args.out, detect_kw, model=args.model, mask=args.mask, objects=args.objects,
+                    products=products, objects_crs=args.objects_crs, workers=args.workers, scheduler=args.scheduler,
+                    retries=args.retries, force=args.force, feedback=fb)
+    c = res.counts
+    fb.info(f"{c['done']} done, {c['skipped']} skipped, {c['failed']} failed in {res.seconds:.1f} s"
+            + (f" ({60 * c['done'] / res.seconds:.1f} scenes/min)" if c["done"] else ""))
+    print(res.results)
+    if res.objects:
+        print(res.objects)
+    if c["failed"]:
+        first = next(r for r in res.rows if r["status"] == "failed")
+        print(f"fers: {c['failed']} of {len(res.rows)} scene(s) failed, e.g. {first['scene']}: {first['error']} "
+              f"(every reason: {res.results})", file=sys.stderr)
+        raise SystemExit(1)  # the batch ran: not a usage error (2), but not every scene is done
+
+
 def cmd_evaluate(args, fb):
     from .pipeline import evaluate
 
@@ -196,24 +222,12 @@ IGNORE_FILE_NODATA_HELP = ("read the value the file declares as nodata as data, 
                            "file (QGIS: the layer's 'No data value' unticked in Properties > Transparency)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_detect_options(d: argparse.ArgumentParser) -> None:
+    """The options of `fers detect` that choose how a scene is scored (bands, strategy, detector, model, nodata,
+    thresholds of the mask/objects): `fers batch` takes the same ones, with the same meaning."""
     from .device import DEVICES
     from .pipeline import DETECTORS, STRATEGIES
 
-    p = argparse.ArgumentParser(prog="fers", description="FERS hyperspectral anomaly detection")
-    p.add_argument("--version", action="version", version=f"fers {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print results, warnings and errors")
-    p.add_argument("-q", "--quiet", action="store_true", help="only print results, warnings and errors")
-    network_help = ("let inputs be read over the network (/vsicurl/, /vsis3/, http://, and such paths inside a "
-                    "VRT); off by default: a file never makes FERS fetch anything")
-    common.add_argument("--allow-network", action="store_true", default=argparse.SUPPRESS, help=network_help)
-    p.add_argument("--allow-network", action="store_true", help=network_help)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("detect", parents=[common], help="anomaly map of a raster (GeoTIFF out, same grid and CRS)")
-    d.add_argument("input", help="GDAL raster (GeoTIFF, ENVI, ...), .mat or .npy (rows × cols × bands)")
-    d.add_argument("output", help="output GeoTIFF (.tif)")
     g = d.add_mutually_exclusive_group()
     g.add_argument("--bands", type=int, default=0, help="use the first N bands (0 = all; the paper's protocol)")
     g.add_argument("--band-list", help="explicit 1-based bands, e.g. 1-100,120,130-140, or wavelengths: "
@@ -245,7 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--nodata", nargs="+", metavar="V", help=NODATA_HELP)
     d.add_argument("--ignore-file-nodata", action="store_true", help=IGNORE_FILE_NODATA_HELP)
     d.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"), help=EXTENT_HELP)
-    d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     d.add_argument("--band-match", default="auto", choices=("auto", "nearest", "resample", "index"),
                    help="with a model: match bands by wavelength (auto: nearest centre, or resampling when the "
                         "sensor differs), or by position (index)")
@@ -254,9 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--memory-mb", type=float, default=0, metavar="MB",
                    help="working memory for one network tile (default 1024; the cube and one enhanced copy come on "
                         "top: about 2× the selected bands' size)")
-    d.add_argument("--mask", help="also write a binary anomaly mask (Byte GeoTIFF: 1 anomaly, 0 not, 255 nodata)")
-    d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
-                                     "8-connected group of anomalous pixels, with area, peak and mean score")
     d.add_argument("--min-pixels", type=int, default=1, metavar="N",
                    help="mask/objects: drop objects of fewer than N pixels (isolated noisy pixels); "
                         "default 1 = keep all")
@@ -266,7 +276,56 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 98.5, chosen on the selection groups: docs/REPRODUCING.md)")
     th.add_argument("--false-alarm-rate", type=float, metavar="F",
                     help="mask/objects: threshold so that at most this fraction of valid pixels is above it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .pipeline import DETECTORS, STRATEGIES
+
+    p = argparse.ArgumentParser(prog="fers", description="FERS hyperspectral anomaly detection")
+    p.add_argument("--version", action="version", version=f"fers {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print results, warnings and errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print results, warnings and errors")
+    network_help = ("let inputs be read over the network (/vsicurl/, /vsis3/, http://, and such paths inside a "
+                    "VRT); off by default: a file never makes FERS fetch anything")
+    common.add_argument("--allow-network", action="store_true", default=argparse.SUPPRESS, help=network_help)
+    p.add_argument("--allow-network", action="store_true", help=network_help)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", parents=[common], help="anomaly map of a raster (GeoTIFF out, same grid and CRS)")
+    d.add_argument("input", help="GDAL raster (GeoTIFF, ENVI, ...), .mat or .npy (rows × cols × bands)")
+    d.add_argument("output", help="output GeoTIFF (.tif)")
+    add_detect_options(d)
+    d.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
+    d.add_argument("--mask", help="also write a binary anomaly mask (Byte GeoTIFF: 1 anomaly, 0 not, 255 nodata)")
+    d.add_argument("--objects", help="also write anomaly objects (.gpkg, .geojson or .fgb): one polygon per "
+                                     "8-connected group of anomalous pixels, with area, peak and mean score")
     d.set_defaults(func=cmd_detect)
+
+    b = sub.add_parser("batch", parents=[common],
+                       help="fers detect over many scenes on a Dask cluster: resumable, one results table, "
+                            "one merged objects layer (needs fers[distributed])")
+    b.add_argument("scenes", nargs="+", help="rasters, folders of them, glob patterns ('maps/*.tif'), or lists "
+                                             "(.txt: one path a line; .csv: a path/scene/input column)")
+    b.add_argument("-o", "--out", required=True, help="output folder (created if missing): <scene>_anomaly.tif "
+                   "per scene, results.csv, anomaly_objects.gpkg with --objects")
+    add_detect_options(b)
+    b.add_argument("--mask", action="store_true", help="also write <scene>_mask.tif per scene")
+    b.add_argument("--objects", action="store_true",
+                   help="also write <scene>_objects.gpkg per scene and one anomaly_objects.gpkg of them all")
+    b.add_argument("--objects-crs", metavar="CRS",
+                   help="CRS of the merged objects layer (EPSG:4326, WKT, ...; default: the first scene's)")
+    cl = b.add_mutually_exclusive_group()
+    cl.add_argument("--workers", type=int, metavar="N",
+                    help="worker processes of the local cluster (default: one per core, at most one per scene)")
+    cl.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on an existing Dask cluster: tcp://HOST:PORT, or its scheduler file (JSON)")
+    b.add_argument("--retries", type=int, default=2,
+                   help="times Dask retries a scene whose task raised an unexpected error (a lost worker's scenes "
+                        "are rescheduled regardless)")
+    b.add_argument("--force", action="store_true",
+                   help="redo every scene, even those done already with the same parameters and model")
+    b.set_defaults(func=cmd_batch)
 
     e = sub.add_parser("evaluate", parents=[common], help="ROC AUC of a score map against a ground-truth mask")
     e.add_argument("score", help="score raster (one band) or .npy")
