@@ -176,7 +176,7 @@ def ensemble(paths, output: str) -> str:
 
     if len(paths) < 2:
         raise ModelError(f"an ensemble needs at least 2 models, got {len(paths)}")
-    check_outputs([("the member", p) for p in paths], [("the ensemble", output)])  # before anything is read
+    output, = check_outputs([("the member", p) for p in paths], [("the ensemble", output)])  # before anything is read
     models = [load_model(p) for p in paths]
     for m, p in zip(models, paths):
         if not isinstance(m.spe, SpeFEN):
@@ -196,7 +196,7 @@ def ensemble(paths, output: str) -> str:
 
 def prune(path: str, output: str) -> str:
     """Keep only what inference needs (Spe-FEN, and Spa-FEN if present): a small shareable file."""
-    check_outputs([("the checkpoint", path)], [("the pruned model", output)])  # before anything is read
+    output, = check_outputs([("the checkpoint", path)], [("the pruned model", output)])  # before anything is read
     obj = read_checkpoint(path)
     kind = "fers" if obj["kind"] == "fers" else "spe-fen"
     states = {"spe_fen": obj["spe_fen"]}

@@ -19,11 +19,10 @@ from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import Georef, check_output_path, load_ground_truth, open_source, write_raster
 from .io.paths import check_outputs
-from .io.source import nodata_ranges
-from .params import extent as check_extent, number, thresholds
 from .io.raster import extent_window, window_georef
-from .io.source import require_valid
+from .io.source import nodata_ranges, require_valid
 from .memory import check_fits
+from .params import extent as check_extent, number, thresholds
 from .preprocess import BandList, band_ranges, scale_cube, select_bands
 from .wavelengths import BandPlan, plan_bands
 

@@ -10,6 +10,7 @@ removes what a dead run of this machine left, and never a live run's file.
 import contextlib
 import glob
 import os
+import signal
 import tempfile
 
 from .paths import stale_temporaries, temp_prefix
@@ -43,12 +44,34 @@ def atomic_path(path: str, suffix: str = ".partial"):
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
     remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp = None
+    # Ctrl-C, SIGTERM, SIGHUP are held off while the file is made and named, so that no signal lands between
+    # its creation and the clean-up below being armed
+    held = _hold_signals()
     try:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=suffix, dir=folder)
+            os.close(fd)
+        finally:
+            _release_signals(held)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
         raise
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _hold_signals():
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
+def _release_signals(held) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

@@ -53,6 +53,8 @@ def physical(path) -> Optional[str]:
     p = _expand(path)
     if not p:
         return None
+    if "\0" in p:
+        raise OutputError("a file name holds a NUL character; no file can have that name")
     if p.startswith(NOT_ON_DISK):
         return None
     if p.startswith("/vsisubfile/"):

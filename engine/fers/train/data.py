@@ -67,7 +67,10 @@ def check_training_run(sources, output: str, val_sources=(), teacher=None, backb
     scenes, folders of them, the teacher, a backbone weights file), or one another, by any spelling
     (``fers.io.paths``). Returns (output, nodata ranges)."""
     from ..io.paths import check_outputs
+    from ..memory import limit_mb
     from ..params import number
+
+    limit_mb()
 
     for name, value, lo in (("epochs (EPOCHS / --epochs)", epochs, 1), ("the batch size (BATCH / --batch)", batch, 1),
                             ("the seed (SEED / --seed)", seed, 0), ("the patch size (PATCH / --patch)", patch, 1),
