@@ -42,6 +42,7 @@ from .errors import Cancelled, FersError, InputError, ModelError, OutputError
 from .feedback import Feedback
 from .io import had100_scenes, load_ground_truth, open_source
 from .io.atomic import atomic_path
+from .io.paths import check_outputs
 from .metrics import roc3d, roc_curve
 from .pipeline import DETECTORS, STRATEGIES, resolve_strategy, score_scene
 from .preprocess import scale_cube, select_bands
@@ -371,16 +372,21 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     bands = parse_band_counts(bands)
     strategies = parse_strategy_specs(strategies)
     detectors = parse_names(detectors, DETECTORS, "detector")
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    _prepare_folder(out_dir)
+    from .memory import limit_mb
+
+    limit_mb()
+    out_dir = os.path.abspath(os.path.expanduser(os.fspath(out_dir)))
     if html:
-        html = os.path.abspath(os.fspath(html))
-        _prepare_folder(os.path.dirname(html), create=False)
-    dev = resolve_device(device)
+        html = os.path.abspath(os.path.expanduser(os.fspath(html)))
     if scenes and all(isinstance(s, BenchScene) for s in scenes):
         scene_list, skipped_scenes = list(scenes), []
     else:
         scene_list, skipped_scenes = collect_scenes(scenes, had100, sensor, feedback)
+    check_benchmark_outputs(scene_list, models, strategies, bands, out_dir, html, plots, skipped_scenes)
+    _prepare_folder(out_dir)
+    if html:
+        _prepare_folder(os.path.dirname(html), create=False)
+    dev = resolve_device(device)
     feedback.info(f"{len(scene_list)} scene(s); bands {', '.join(map(_bands_label, bands))}; strategies "
                   f"{', '.join(strategies)}; detectors {', '.join(detectors)}; device {dev}; RX trim "
                   + ("auto" if rx_trim is None else f"{rx_trim:g}"))
@@ -546,6 +552,27 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
                                            "skipped_scenes": skipped_scenes, "files": files},
                                           indent=1, default=_json_default))
     return result
+
+
+def check_benchmark_outputs(scene_list, models, strategies, bands, out_dir: str, html: Optional[str],
+                            plots: bool = True, skipped_scenes=()) -> None:
+    """Before anything is read or written: no file the benchmark writes (results.*, roc/*.png, gallery_*.png in
+    ``out_dir``, the HTML report) is a scene, a ground truth or a model, by any spelling, nor are two of them
+    one file (``fers.io.paths.check_outputs``)."""
+    inputs = [(f"the scene {s.name}", s.path) for s in scene_list]
+    inputs += [(f"the ground truth of {s.name}", s.truth) for s in scene_list if s.truth]
+    inputs += [(f"the scene {s['scene']}", s["path"]) for s in skipped_scenes or () if s.get("path")]
+    inputs += [("the model", m) for m in models or () if isinstance(m, str) and m]
+    inputs += [("the model", st.split("@", 1)[1]) for st in strategies if "@" in st]
+    outputs = [(f"the results file {name}", os.path.join(out_dir, name))
+               for name in ("results.csv", "results.md", "results.json")]
+    if plots:
+        outputs += [("a ROC plot", os.path.join(out_dir, "roc", f"{s.name}_{_bands_label(n)}.png"))
+                    for s in scene_list for n in bands]
+        outputs += [("a gallery", os.path.join(out_dir, f"gallery_{_bands_label(n)}.png")) for n in bands]
+    if html:
+        outputs.append(("the HTML report", html))
+    check_outputs(inputs, list(dict.fromkeys(outputs)))
 
 
 def _row(base: dict, n: int, count: Optional[int], strategy: str, detector: str, status: str = "",

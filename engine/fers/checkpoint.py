@@ -29,6 +29,7 @@ import torch
 from . import __version__
 from .errors import ModelError
 from .io.atomic import atomic_path
+from .io.paths import check_outputs
 
 FORMAT = "fers-checkpoint"
 # 2: the Spa-FEN's frozen random convolutions may be stored as their seed ("frozen_backbone"); files without
@@ -250,6 +251,7 @@ def ensemble(paths, output: str) -> str:
 
     if len(paths) < 2:
         raise ModelError(f"an ensemble needs at least 2 models, got {len(paths)}")
+    output, = check_outputs([("the member", p) for p in paths], [("the ensemble", output)])  # before anything is read
     models = [load_model(p) for p in paths]
     for m, p in zip(models, paths):
         if not isinstance(m.spe, SpeFEN):
@@ -269,6 +271,7 @@ def ensemble(paths, output: str) -> str:
 
 def prune(path: str, output: str) -> str:
     """Keep only what inference needs (Spe-FEN, and Spa-FEN if present): a small shareable file."""
+    output, = check_outputs([("the checkpoint", path)], [("the pruned model", output)])  # before anything is read
     obj = read_checkpoint(path)
     kind = "fers" if obj["kind"] == "fers" else "spe-fen"
     states = {"spe_fen": obj["spe_fen"]}

@@ -32,24 +32,18 @@ def _trim_arg(text):
 def cmd_detect(args, fb):
     from .pipeline import detect, detector_label
 
-    products = bool(args.mask or args.objects)
-    if products:
-        from .objects import check_paths
-
-        check_paths(args.mask, args.objects, [args.input, args.output])  # before any computation
     res = detect(args.input, args.output, bands=_bands_arg(args), strategy=args.strategy, detector=args.detector,
                  model=args.model, device=args.device, variable=args.variable, feedback=fb, band_match=args.band_match,
                  tile_size=args.tile_size, memory_mb=args.memory_mb, rx_trim=args.rx_trim,
                  nodata=_nodata_arg(args), file_nodata=not args.ignore_file_nodata, extent=args.extent,
-                 local_mean=args.local_mean, window=args.window)
+                 local_mean=args.local_mean, window=args.window,
+                 mask=args.mask, objects=args.objects, threshold_percentile=args.threshold_percentile,
+                 false_alarm_rate=args.false_alarm_rate, min_pixels=args.min_pixels)
     fb.info(f"wrote {res.output} ({len(res.bands)} bands, {detector_label(res.detector, res.info)}, "
             f"{res.seconds:.2f} s on {res.device})")
     extra = {}
-    if products:
-        from .objects import products_for_detection
-
-        obj = products_for_detection(res, args.input, args.mask, args.objects, args.threshold_percentile,
-                                     args.false_alarm_rate, args.variable, fb, args.min_pixels)
+    obj = res.products
+    if obj is not None:
         extra = {"threshold": obj.threshold.value, "threshold_rule": obj.threshold.rule,
                  "anomalous_pixels": obj.anomalous_pixels, "objects": len(obj.table),
                  "mask_path": obj.mask_path, "objects_path": obj.objects_path}
@@ -438,25 +432,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: ended like Ctrl-C, so every temporary file is removed on the way out."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):  # a second signal must not cut the clean-up short
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (kill, systemd, a batch scheduler, a container stopping) and SIGHUP (the terminal closed) end a
+    run as Ctrl-C does: Python's default for them ends the process on the spot, leaving the hidden temporary
+    file of the output being written. Signals left ignored by whoever started us (nohup) stay ignored."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _terminate)
+
+
 def main(argv=None) -> int:
     from .errors import DISK_FULL, disk_full_message
 
     from .feedback import ConsoleFeedback
 
-    args = build_parser().parse_args(argv)
-    # under torchrun only rank 0 reports (every rank runs the same command)
-    fb = ConsoleFeedback(quiet=args.quiet or int(os.environ.get("RANK", "0")) > 0)
-    from .io.guard import set_network_allowed
-
-    set_network_allowed(args.allow_network)
+    install_signal_handlers()
     try:
+        args = build_parser().parse_args(argv)
+        # under torchrun only rank 0 reports (every rank runs the same command)
+        fb = ConsoleFeedback(quiet=args.quiet or int(os.environ.get("RANK", "0")) > 0)
+        from .io.guard import set_network_allowed
+
+        set_network_allowed(args.allow_network)
         args.func(args, fb)
         return 0
     except Cancelled as e:
         print(f"fers: {e}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("fers: interrupted; no output was written", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        why = f" ({e.args[0]})" if isinstance(e, Terminated) else ""
+        print(f"fers: interrupted{why}; no output was written", file=sys.stderr)
         return 130
     except FersError as e:
         print(f"fers: error: {e}", file=sys.stderr)

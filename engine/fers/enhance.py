@@ -17,7 +17,9 @@ from .device import resolve_device
 from .errors import ModelError
 from .feedback import Feedback
 from .io import check_output_path, open_source, write_raster
-from .pipeline import DEFAULT_NODATA, enhanced_cube, output_nodata, read_scene, resolve_band_list, resolve_model
+from .io.paths import check_outputs
+from .io.source import nodata_ranges
+from .pipeline import DEFAULT_NODATA, check_run_numbers, enhanced_cube, output_nodata, read_scene, resolve_band_list, resolve_model
 from .preprocess import scale_cube, select_bands
 from .wavelengths import BandPlan
 
@@ -33,7 +35,11 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     t0 = time.perf_counter()
     if branches not in BRANCHES:
         raise ModelError(f"unknown branches '{branches}' (choose one of: {', '.join(BRANCHES)})")
-    output = check_output_path(output, [input])
+    _, _, extent = check_run_numbers(extent=extent)
+    nodata = nodata_ranges(nodata)
+    output, = check_outputs([("the input raster", input), ("the model", model if isinstance(model, str) else None)],
+                            [("the enhanced cube", output)])
+    output = check_output_path(output)
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)  # as in fers.pipeline.detect
     bands = resolve_band_list(bands, src, feedback)

@@ -49,16 +49,30 @@ def _cgroup() -> Optional[float]:
     return max(0.0, float(limit) - (used - stat.get("file", 0.0)))
 
 
+def limit_mb() -> Optional[float]:
+    """FERS_MEMORY_LIMIT_MB as a number (None when unset). Anything but a finite positive number is refused:
+    NaN would compare False with every need and switch the cap off, infinity would mean none, 0 or less
+    nothing at all. Engine functions call it at their start, before any output is opened."""
+    cap = os.environ.get("FERS_MEMORY_LIMIT_MB")
+    if cap is None or not cap.strip():
+        return None
+    shown = cap.strip()[:40].encode("ascii", "backslashreplace").decode()
+    try:
+        mb = float(cap)
+    except ValueError:
+        raise InputError(f"FERS_MEMORY_LIMIT_MB must be a number of megabytes, got '{shown}'") from None
+    if not (mb > 0 and mb < float("inf")):
+        raise InputError(f"FERS_MEMORY_LIMIT_MB must be a finite positive number of megabytes, got '{shown}'")
+    return mb
+
+
 def available_bytes() -> tuple:
     """(bytes this process may still use or None when unknown, what limits it)."""
     found = [(v, why) for v, why in ((_meminfo(), "available memory and free swap"),
                                      (_cgroup(), "the container's memory limit")) if v is not None]
-    cap = os.environ.get("FERS_MEMORY_LIMIT_MB")
-    if cap:
-        try:
-            found.append((float(cap) * 1024 ** 2, "FERS_MEMORY_LIMIT_MB"))
-        except ValueError:
-            raise InputError(f"FERS_MEMORY_LIMIT_MB must be a number of megabytes, got '{cap}'") from None
+    cap = limit_mb()
+    if cap is not None:
+        found.append((cap * 1024 ** 2, "FERS_MEMORY_LIMIT_MB"))
     return min(found, key=lambda t: t[0]) if found else (None, "")
 
 

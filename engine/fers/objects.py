@@ -72,23 +72,20 @@ class ObjectsResult:
 def threshold(scores: np.ndarray, valid: np.ndarray, percentile: Optional[float] = None,
               false_alarm_rate: Optional[float] = None) -> Threshold:
     """The score threshold (see the module docstring). Neither given: the DEFAULT_PERCENTILE-th percentile."""
-    if percentile is not None and false_alarm_rate is not None:
-        raise InputError("give either a score percentile or a false-alarm rate as the threshold, not both")
+    from .params import thresholds
+
+    percentile, false_alarm_rate, _ = thresholds(percentile, false_alarm_rate)
     v = np.asarray(scores, dtype=np.float64)[np.asarray(valid, bool) & np.isfinite(scores)]
     if v.size == 0:
         raise InputError("the score map has no valid pixel: nothing to threshold")
     if false_alarm_rate is not None:
-        f = float(false_alarm_rate)
-        if not 0.0 <= f < 1.0:
-            raise InputError(f"the false-alarm rate is a fraction of the valid pixels in [0, 1), got {f:g}")
+        f = false_alarm_rate
         s = np.sort(v)
         k = int(math.floor(f * s.size + 1e-9))
         t = float(s[s.size - 1 - k]) if k < s.size else float(s[0])
         return Threshold(t, f"score > {t:.6g} (false-alarm rate {f:g}: at most {k} of {s.size} valid pixels above)",
                          false_alarm_rate=f)
-    p = DEFAULT_PERCENTILE if percentile is None else float(percentile)
-    if not 0.0 <= p < 100.0:
-        raise InputError(f"the threshold percentile must be in [0, 100), got {p:g}")
+    p = DEFAULT_PERCENTILE if percentile is None else percentile
     t = float(np.percentile(v, p))
     return Threshold(t, f"score > {t:.6g} ({p:g}th percentile of {v.size} valid pixels)", percentile=p)
 
@@ -142,13 +139,15 @@ def object_table(labels: np.ndarray, n: int, scores: np.ndarray, geotransform: O
 
 # ---------------------------------------------------------------- paths
 
-def check_mask_path(path: str, inputs: Sequence[str] = ()) -> str:
+def check_mask_path(path: str) -> str:
+    """The mask's format and folder (whether it is an input: ``fers.io.paths.check_outputs``)."""
     from .io import check_output_path
 
-    return check_output_path(path, inputs)
+    return check_output_path(path)
 
 
-def check_objects_path(path: str, inputs: Sequence[str] = ()) -> str:
+def check_objects_path(path: str) -> str:
+    """The objects' format and folder (whether it is an input: ``fers.io.paths.check_outputs``)."""
     path = os.path.abspath(os.fspath(path))
     ext = os.path.splitext(path)[1].lower()
     if ext not in VECTOR_DRIVERS:
@@ -156,12 +155,7 @@ def check_objects_path(path: str, inputs: Sequence[str] = ()) -> str:
                           f"FlatGeobuf (.fgb), not '{ext or 'no extension'}': {path}")
     from .io.raster import check_writable
 
-    return check_writable(path, inputs)
-
-
-def check_paths(mask: Optional[str] = None, objects: Optional[str] = None, inputs: Sequence[str] = ()) -> tuple:
-    """Fail before any computation if the mask or objects cannot be written where asked."""
-    return (check_mask_path(mask, inputs) if mask else None, check_objects_path(objects, inputs) if objects else None)
+    return check_writable(path)
 
 
 # ---------------------------------------------------------------- writers
@@ -292,9 +286,10 @@ def anomaly_products(scores: np.ndarray, valid: np.ndarray, georef=None, mask: O
     mask and/or objects (optional)."""
     from .feedback import Feedback
 
+    from .params import thresholds
+
     fb = feedback or Feedback()
-    if int(min_pixels) < 1:
-        raise InputError(f"the minimum object size is a pixel count of at least 1, got {min_pixels}")
+    percentile, false_alarm_rate, min_pixels = thresholds(percentile, false_alarm_rate, min_pixels)
     valid = np.asarray(valid, bool) & np.isfinite(scores)
     th = threshold(scores, valid, percentile, false_alarm_rate)
     m = valid & (np.where(valid, scores, -np.inf) > th.value)

@@ -5,6 +5,7 @@ benchmarks too; ``detect`` wraps it with reading, band selection and writing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from .device import full_fp32, resolve_device
 from .errors import InputError, ModelError
 from .feedback import Feedback
 from .io import Georef, check_output_path, load_ground_truth, open_source, write_raster
+from .io.paths import check_outputs
 from .io.raster import extent_window, window_georef
-from .io.source import require_valid
+from .io.source import nodata_ranges, require_valid
 from .memory import check_fits
+from .params import extent as check_extent, number, thresholds
 from .preprocess import BandList, band_ranges, scale_cube, select_bands
 from .wavelengths import BandPlan, plan_bands
 
@@ -42,6 +45,7 @@ class DetectResult:
     seconds: float
     info: dict = field(default_factory=dict)
     georef: Optional[Georef] = None  # of the map: the input's, or its window's when an extent was given
+    products: object = None  # fers.objects.ObjectsResult when a mask or objects were asked for
 
 
 def output_nodata(input_nodata: Optional[float]) -> float:
@@ -358,7 +362,9 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
            detector: str = "rx", model: Optional[str] = None, device: str = "auto", variable: Optional[str] = None,
            feedback: Optional[Feedback] = None, band_match: str = "auto", tile_size: int = 0,
            memory_mb: float = 0, rx_trim: Optional[float] = None, nodata=None,
-           file_nodata: bool = True, extent=None, local_mean: int = 0, window=None) -> DetectResult:
+           file_nodata: bool = True, extent=None, local_mean: int = 0, window=None, mask: Optional[str] = None,
+           objects: Optional[str] = None, threshold_percentile: Optional[float] = None,
+           false_alarm_rate: Optional[float] = None, min_pixels: int = 1) -> DetectResult:
     """Anomaly map of a raster. ``bands``: N = first N bands (0 = all) or a list of 0-based indices.
 
     ``nodata``: values or (lo, hi) ranges that are no data too, beyond the file's own (a zero-filled border
@@ -374,26 +380,42 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
     ``rx_trim``: see ``score_scene`` (None: trimmed RX for the enhanced strategies, plain for 'none').
     ``local_mean``, ``window``: see ``score_scene`` (the classic detectors' windows).
 
+    ``mask`` / ``objects``: also write the anomaly mask and objects (``fers.objects``) with that threshold
+    (``threshold_percentile`` or ``false_alarm_rate``) and smallest object (``min_pixels``); returned in
+    ``products``. If writing them fails, the map of this run is removed too: all or nothing.
+
     With ``output`` None nothing is written (the map is returned).
+
+    Every parameter and every output path is checked before anything is read or written: outputs that are
+    an input (or one another) by any spelling are refused (``fers.io.paths.check_outputs``).
     """
-    from .tiling import DEFAULT_MEMORY_MB, MIN_TILE, spe_tile_size
+    from .tiling import DEFAULT_MEMORY_MB, spe_tile_size
 
     feedback = feedback or Feedback()
     t0 = time.perf_counter()
-    if tile_size and tile_size < MIN_TILE:
-        raise InputError(f"TILE_SIZE must be 0 (automatic) or at least {MIN_TILE} px, got {tile_size}")
-    if rx_trim is not None:
-        from .detect.rx import check_trim
-
-        check_trim(rx_trim)  # before any reading
+    tile_size, memory_mb, extent = check_run_numbers(tile_size, memory_mb, extent, rx_trim)
     from .detect.classic import DEFAULT_WINDOW, check_local_mean, check_window
 
-    check_local_mean(local_mean or 0)  # before any reading
+    check_local_mean(local_mean or 0)
     check_window(window or DEFAULT_WINDOW)
-    if memory_mb and memory_mb < 16:
-        raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
+    nodata = nodata_ranges(nodata)
+    products = bool(mask or objects)
+    if products:
+        threshold_percentile, false_alarm_rate, min_pixels = thresholds(threshold_percentile, false_alarm_rate,
+                                                                        min_pixels)
+    output, mask, objects = check_outputs(
+        [("the input raster", input), ("the model", model if isinstance(model, str) else None)],
+        [("the score map", output), ("the anomaly mask", mask), ("the anomaly objects", objects)])
     if output is not None:
-        output = check_output_path(output, [input])
+        output = check_output_path(output)
+    if mask:
+        from .objects import check_mask_path
+
+        check_mask_path(mask)
+    if objects:
+        from .objects import check_objects_path
+
+        check_objects_path(objects)
     dev = resolve_device(device)
     src = open_source(input, variable, nodata, file_nodata)
     bands = resolve_band_list(bands, src, feedback)
@@ -443,9 +465,41 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
             meta["FERS_WINDOW"] = "{} {}".format(*info["window"])
         write_raster(output, [np.where(valid, scores, nodata)], georef, nodata, [band_name], meta,
                      feedback=feedback)
+    res = DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info, georef)
+    if products:
+        from .objects import products_for_detection
+
+        try:
+            res.products = products_for_detection(res, input, mask, objects, threshold_percentile,
+                                                  false_alarm_rate, variable, feedback, min_pixels)
+        except BaseException:
+            if output is not None:  # all or nothing: no map without the mask and objects asked for with it
+                with contextlib.suppress(OSError):
+                    os.remove(output)
+            raise
     feedback.progress(1.0, "done")
-    return DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info,
-                        georef)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def check_run_numbers(tile_size=0, memory_mb=0, extent=None, rx_trim=None) -> tuple:
+    """Detection's and enhancement's numbers, and FERS_MEMORY_LIMIT_MB, checked before anything is read or
+    written (``fers.params``): (tile_size, memory_mb, extent)."""
+    from .detect.rx import check_trim
+    from .memory import limit_mb
+    from .tiling import MIN_TILE
+
+    tile_size = number(tile_size or 0, "the tile size (TILE_SIZE / --tile-size)", 0, integer=True)
+    if tile_size and tile_size < MIN_TILE:
+        raise InputError(f"TILE_SIZE must be 0 (automatic) or at least {MIN_TILE} px, got {tile_size}")
+    memory_mb = number(memory_mb or 0, "the memory budget (MEMORY_MB / --memory-mb)", 0)
+    if memory_mb and memory_mb < 16:
+        raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
+    if rx_trim is not None:
+        number(rx_trim, "the RX trim (RX_TRIM / --rx-trim)")
+        check_trim(rx_trim)
+    limit_mb()
+    return tile_size, memory_mb, check_extent(extent)
 
 
 def detector_label(detector: str, info: dict) -> str:
@@ -508,6 +562,11 @@ def evaluate(score: str, ground_truth: str, roc: Optional[str] = None, gt_variab
     from .memory import check_bytes
 
     feedback = feedback or Feedback()
+    if roc:
+        roc, = check_outputs([("the score map", score), ("the ground truth", ground_truth)], [("the ROC curve", roc)])
+        from .report import check_roc_path
+
+        check_roc_path(roc)
     src = open_score_map(score)
     height, width = src.shape if isinstance(src, np.ndarray) else (src.height, src.width)
     # the ground truth has the map's size or is refused; its own file is bounded by its reader

@@ -28,6 +28,19 @@ def _thin(fpr, tpr, n=2000):
     return fpr[keep], tpr[keep]
 
 
+def check_roc_path(path: str) -> str:
+    """Fail before any work if the ROC curve cannot be written at ``path`` (format, folder)."""
+    path = os.path.abspath(path)
+    if os.path.splitext(path)[1].lower() not in (".png", ".html", ".htm"):
+        raise OutputError(f"ROC output must end in .png or .html: {path}")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {path}: folder missing or not writable")
+    if os.path.isdir(path):
+        raise OutputError(f"output path is a folder: {path}")
+    return path
+
+
 def write_roc(path: str, fpr, tpr, auc: float, title: str = "") -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".png":

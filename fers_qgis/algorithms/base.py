@@ -284,8 +284,13 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         from fers.io.guard import allow_network
 
         try:
+            existing = self.existing_outputs(parameters, context)
             with allow_network(self.network_allowed(parameters)):
                 out = self.run_engine(parameters, context, EngineFeedback(feedback))
+            for name, path in existing:
+                # QGIS's convention: an existing output file is overwritten; said here, once per file (the
+                # engine refuses before any work when that file is one of the inputs)
+                feedback.pushInfo(f"{name}: replaced the existing file {path} (Processing overwrites outputs)")
             feedback.pushInfo(f"{self.displayName()}: {time.perf_counter() - t0:.2f} s")
             return out
         except FersError as e:
@@ -304,6 +309,21 @@ class FersAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"internal error in FERS ({one_line(f'{type(e).__name__}: {e}')}); no output "
                                          "was written. Please report it with the log of this run (FERS_DEBUG=1 adds "
                                          "the traceback)")
+
+    def existing_outputs(self, parameters, context):
+        """[(parameter name, path)] of the output files that exist before the run (QGIS overwrites them)."""
+        found = []
+        for d in self.destinationParameterDefinitions():
+            name, kind = d.name(), d.type()
+            if kind in ("rasterDestination", "vectorDestination"):
+                path = self.parameterAsOutputLayer(parameters, name, context)
+            elif kind == "fileDestination":
+                path = self.parameterAsFileOutput(parameters, name, context)
+            else:  # a folder: its files are the run's own (fers:benchmark's results.*)
+                continue
+            if path and os.path.isfile(path):
+                found.append((name, path))
+        return found
 
     def run_engine(self, parameters, context, feedback):
         raise NotImplementedError

@@ -298,7 +298,7 @@ class DetectAlgorithm(FersAlgorithm):
         return model
 
     def run_engine(self, parameters, context, feedback):
-        from fers.objects import check_paths, display_range, products_for_detection
+        from fers.objects import display_range
         from fers.pipeline import detect, detector_label, strategy_label
         from fers.preprocess import parse_band_list
 
@@ -311,10 +311,11 @@ class DetectAlgorithm(FersAlgorithm):
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         mask = self.parameterAsOutputLayer(parameters, "MASK", context) or None
         objects = self.parameterAsOutputLayer(parameters, "OBJECTS", context) or None
-        if mask or objects:
-            check_paths(mask, objects, [src, out])  # before any computation
         trim = self.optional_double(parameters, "RX_TRIM", context)
         nodata = nodata_arguments(self, parameters, context, feedback)
+        far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
+        pct = None if far is not None else self.optional_double(parameters, "THRESHOLD_PERCENTILE", context)
+        min_pixels = self.parameterAsInt(parameters, "MIN_PIXELS", context) or 1
         res = detect(src, out, bands=bands,
                      strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
                      detector=self.parameterAsEnumString(parameters, "DETECTOR", context),
@@ -322,7 +323,8 @@ class DetectAlgorithm(FersAlgorithm):
                      band_match=self.parameterAsEnumString(parameters, "BAND_MATCH", context) or "auto",
                      tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
                      memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context), feedback=feedback,
-                     rx_trim=trim, extent=extent_argument(self, parameters, context),
+                     rx_trim=trim, extent=extent_argument(self, parameters, context), mask=mask, objects=objects,
+                     threshold_percentile=pct, false_alarm_rate=far, min_pixels=min_pixels,
                      local_mean=self.parameterAsInt(parameters, "LOCAL_MEAN", context),
                      window=(self.parameterAsInt(parameters, "WINDOW_INNER", context) or 3,
                              self.parameterAsInt(parameters, "WINDOW_OUTER", context) or 15), **nodata)
@@ -339,11 +341,8 @@ class DetectAlgorithm(FersAlgorithm):
         results = {"OUTPUT": res.output}
         lo, hi = display_range(res.scores, res.valid)
         on_load(context, out, ScoreStyler(f"{name} — anomaly ({used})", lo, hi))
-        if mask or objects:
-            far = self.optional_double(parameters, "FALSE_ALARM_RATE", context)
-            pct = None if far is not None else self.parameterAsDouble(parameters, "THRESHOLD_PERCENTILE", context)
-            obj = products_for_detection(res, src, mask, objects, pct, far, feedback=feedback,
-                                         min_pixels=self.parameterAsInt(parameters, "MIN_PIXELS", context) or 1)
+        obj = res.products
+        if obj is not None:
             results.update(THRESHOLD=obj.threshold.value, ANOMALOUS_PIXELS=obj.anomalous_pixels,
                            OBJECT_COUNT=len(obj.table))
             if obj.mask_path:

@@ -110,8 +110,8 @@ def autoad_scores(cube: np.ndarray, valid: np.ndarray, seed: int = 0, device: st
     n = int(valid.sum())
     if n == 0:
         raise InputError("every pixel is nodata (or NaN/Inf): nothing to detect")
-    if min(height, width) < 2 ** scales:
-        raise InputError(f"Auto-AD needs at least {2 ** scales}×{2 ** scales} pixels (its network halves the scene "
+    if min(height, width) <= 2 ** scales:  # its deepest scale needs 2×2 pixels for batch norm
+        raise InputError(f"Auto-AD needs more than {2 ** scales}×{2 ** scales} pixels (its network halves the scene "
                          f"{scales} times); got {height}×{width}")
     pixels = cube[:, valid]
     lo, hi = float(pixels.min()), float(pixels.max())

@@ -291,9 +291,10 @@ def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:
 
 def check_writable(path: str, inputs: Sequence[str] = ()) -> str:
     """Fail early if ``path`` (absolute) is an input, or its folder is missing or read-only, or it is a folder."""
-    for src in inputs:
-        if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
-            raise OutputError(f"output path is the input itself ({path}); choose another file name")
+    if inputs:
+        from .paths import check_outputs
+
+        check_outputs(inputs, [path])
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise OutputError(f"output folder does not exist: {folder}")

@@ -104,10 +104,15 @@ def nodata_ranges(values) -> tuple:
     none (NaN and Inf are always nodata)."""
     out = []
     for v in values or ():
-        lo, hi = (v, v) if np.isscalar(v) else tuple(v)
-        lo, hi = float(lo), float(hi)
+        try:
+            lo, hi = (v, v) if np.isscalar(v) else tuple(v)
+            lo, hi = float(lo), float(hi)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"'{str(v)[:40]}' is not a no-data value or range (e.g. 0, -9999 or 0:10)") from None
         if np.isnan(lo) or np.isnan(hi):
-            continue
+            if np.isscalar(v):
+                continue  # the value NaN: NaN pixels are no data anyway
+            raise InputError(f"a no-data range needs two numbers, got {lo:g} to {hi:g} (NaN is always no data)")
         if lo > hi:
             raise InputError(f"a no-data range must run from low to high, got {lo:g} to {hi:g}")
         out.append((lo, hi))

@@ -58,6 +58,53 @@ def check_training_bands(bands) -> None:
                          f"('{bands.text}'): a model's bands are positions, the same in every scene")
 
 
+def check_training_run(sources, output: str, val_sources=(), teacher=None, backbone_weights=None, epochs=1,
+                       batch=1, lr=0.005, betas=(0.5, 0.999), seed=0, patch=64, steps_per_epoch=0,
+                       micro_batches=1, band_stretch=0.0, val_patches=16, spectral_jitter=0.0, nodata=()) -> tuple:
+    """A training run's numbers and files, checked before anything is read or written: every number finite
+    and in its range (``fers.params``), and neither the checkpoint nor its resume file and log
+    (``OUTPUT.resume.pt``, ``OUTPUT.log.jsonl``) one of the files the run reads (background and validation
+    scenes, folders of them, the teacher, a backbone weights file), or one another, by any spelling
+    (``fers.io.paths``). Returns (output, nodata ranges)."""
+    from ..io.paths import check_outputs
+    from ..memory import limit_mb
+    from ..params import number
+
+    limit_mb()
+
+    for name, value, lo in (("epochs (EPOCHS / --epochs)", epochs, 1), ("the batch size (BATCH / --batch)", batch, 1),
+                            ("the seed (SEED / --seed)", seed, 0), ("the patch size (PATCH / --patch)", patch, 1),
+                            ("the steps per epoch (STEPS / --steps)", steps_per_epoch, 0),
+                            ("--micro-batches", micro_batches, 1), ("the validation patches", val_patches, 1)):
+        number(value, name, lo, integer=True)
+    number(lr, "the learning rate (LR / --lr)", 0.0, lo_open=True)
+    betas = tuple(betas)
+    if len(betas) != 2:
+        raise InputError(f"Adam's betas are two numbers, got {len(betas)}")
+    for b in betas:
+        number(b, "Adam's betas (--betas)", 0.0, 1.0, hi_open=True)
+    number(band_stretch, "the band stretch (BAND_STRETCH / --band-stretch)", 0.0, 1.0, hi_open=True)
+    number(spectral_jitter, "the spectral jitter", 0.0)
+    nodata = nodata_ranges(nodata)
+    weights = None
+    if isinstance(backbone_weights, str) and backbone_weights not in ("imagenet", "random"):
+        weights = backbone_weights[len("partial:"):] if backbone_weights.startswith("partial:") else backbone_weights
+    # folders as the rasters the run takes from them (other files there, a checkpoint of an earlier run, are
+    # not read)
+    inputs = ([("the background raster", p) for p in expand_sources(_as_list(sources))]
+              + [("the validation raster", p) for p in (expand_sources(_as_list(val_sources)) if val_sources else [])]
+              + [("the teacher", teacher if isinstance(teacher, str) else None), ("the backbone weights", weights)])
+    output, _, _ = check_outputs(inputs, [("the checkpoint", output), ("its resume file", f"{output}.resume.pt"),
+                                          ("its training log", f"{output}.log.jsonl")])
+    return output, nodata
+
+
+def _as_list(items) -> list:
+    if items is None:
+        return []
+    return [items] if isinstance(items, (str, os.PathLike)) else list(items)
+
+
 def expand_sources(items: Sequence[str]) -> List[str]:
     """Files as given; folders expand to the rasters they contain (sorted, for reproducibility)."""
     out = []

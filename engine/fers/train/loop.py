@@ -30,6 +30,7 @@ import torch
 from ..checkpoint import safe_torch_load
 from ..errors import Cancelled, ModelError
 from ..feedback import Feedback
+from ..io.atomic import atomic_path
 
 
 @dataclass
@@ -173,9 +174,8 @@ class Trainer:
         state = {"epoch": epoch, "module": self.task.state(), "opt": self.opt.state_dict(),
                  "torch_rng": torch.get_rng_state(), "sampler_rng": json.dumps(self.sampler.get_state()),
                  "history": json.dumps(history), "best": best_state, "hyper": json.dumps(self.hyper, default=str)}
-        tmp = self.resume_path + ".partial"
-        torch.save(state, tmp)
-        os.replace(tmp, self.resume_path)
+        with atomic_path(self.resume_path) as tmp:  # a kill mid-save leaves the last epoch's file whole
+            torch.save(state, tmp)
 
     def _load_resume(self):
         state = safe_torch_load(self.resume_path, "training resume file")

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..feedback import Feedback
 from ..spectral.loss import ferd_loss
 from ..spectral.model import FERDNet, SpeFEN
-from .data import check_training_bands, prepare_background
+from .data import check_training_bands, check_training_run, prepare_background
 from .loop import TrainConfig, Trainer, TrainTask, seed_everything
 
 
@@ -39,6 +39,9 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
     """
     feedback = feedback or Feedback()
     check_training_bands(bands)
+    output, nodata = check_training_run(sources, output, val_sources, None, backbone_weights, epochs, batch, lr,
+                                        betas, seed, patch, steps_per_epoch, micro_batches, band_stretch,
+                                        val_patches, spectral_jitter, nodata)
     if isinstance(bands, int) and bands <= 0:
         raise InputError("--bands must be given for training (the model's band count), e.g. 100")
     if patch % 8:

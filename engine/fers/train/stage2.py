@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..feedback import Feedback
 from ..spatial.loss import LAMBDA_RECON, W_COS, W_SSIM, W_VAR, fers_loss
 from ..spatial.model import FRN, MIN_SIZE, SpaFEN
-from .data import check_training_bands, prepare_background
+from .data import check_training_bands, check_training_run, prepare_background
 from .loop import TrainConfig, Trainer, TrainTask, seed_everything
 
 # An epoch whose F_spa varies less than this on every validation patch and channel is a collapsed
@@ -84,6 +84,9 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
     """
     feedback = feedback or Feedback()
     check_training_bands(bands)
+    output, nodata = check_training_run(sources, output, val_sources, teacher, backbone_weights, epochs, batch, lr,
+                                        betas, seed, patch, steps_per_epoch, micro_batches, band_stretch,
+                                        val_patches, 0.0, nodata)
     if patch < MIN_SIZE:
         raise InputError(f"patch size must be at least {MIN_SIZE} px for the Spa-FEN's ResNet-34 (it downsamples "
                          f"{MIN_SIZE}×), got {patch}")
