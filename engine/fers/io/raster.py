@@ -232,6 +232,7 @@ def read_windows(block, window, bands: int, budget: Optional[int] = None) -> lis
 def _aligned(start: int, length: int, step: int, grain: int) -> list:
     """(start, length) pieces of [start, start + length) of at most ``step``, cut on multiples of ``grain``."""
     out, pos, end = [], start, start + length
+    step = max(grain, -(-step // grain) * grain)  # whole blocks: every cut falls on a boundary, and moves on
     while pos < end:
         nxt = min(end, (pos // grain) * grain + step)
         out.append((pos, nxt - pos))
@@ -314,12 +315,11 @@ def _read_container(cc: _ContainerCube, part, bands, x, y, height) -> None:
         while k + n < len(bands) and bands[k + n] == bands[k] + n:
             n += 1
         out = buf[:n * rows * cols].reshape(n, rows, cols)
-        if cc.flipped:
-            cc.array.ReadAsArray(array_start_idx=[bands[k], height - 1 - y, x], count=[n, rows, cols],
-                                 array_step=[1, -1, 1], buf_obj=out)
-        else:
-            cc.array.ReadAsArray(array_start_idx=[bands[k], y, x], count=[n, rows, cols], buf_obj=out)
-        part[k:k + n] = out
+        # bottom-up rows are read forwards and mirrored here: a negative step makes GDAL's netCDF driver
+        # read value by value (minutes for a window)
+        cc.array.ReadAsArray(array_start_idx=[bands[k], height - y - rows if cc.flipped else y, x],
+                             count=[n, rows, cols], buf_obj=out)
+        part[k:k + n] = out[:, ::-1] if cc.flipped else out
         k += n
 
 
