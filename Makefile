@@ -10,7 +10,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xaut
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -107,6 +107,11 @@ bench: venv
 	$(PY) bench/bench_train.py
 	$(VENV)/bin/fers benchmark $(PAPER_SET) --bands 100 200 --strategies none,spectral,spatial,multiplicative,additive \
 		--model fers-aviris-100 --model fers-aviris-200 --device cpu --no-plots --out $(ROOT)/bench/out/strategies
+
+# reading a 512² and a 2048² × 200 cube in every common layout (GeoTIFF band/pixel/tiled, ENVI BSQ/BIL/BIP,
+# netCDF, HDF5): the engine's read against one GDAL call, seconds and peak RSS; BENCH_IO_ARGS="--sizes 512"
+bench-io: venv
+	nice $(PY) bench/bench_io.py $(BENCH_IO_ARGS)
 
 # seconds and peak RSS for 256²…2048² × 200 bands (fusion B and RX alone), GFLOP/s against a plain matmul,
 # tiled vs whole-image maps on the paper set

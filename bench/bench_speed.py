@@ -9,6 +9,16 @@ of the Spe-FEN (its convolutions counted exactly) against a plain float32 matmul
 the same run; then tiled against whole-image maps on the paper set, and seconds per 64×64×200
 scene scored 100 a batch (``fers.batched``) on the CPU and, when there is one, the GPU.
 ``--sizes 512`` for one size; ``--keep DIR`` keeps the rasters.
+
+The counted compute limit (``--limit-size``, default 512; 0 skips it): every strategy's FLOPs, counted with
+torch's own ``torch.utils.flop_counter.FlopCounterMode`` over ``fers.pipeline.score_scene`` on a 128² crop
+of the mosaic and scaled to the size's pixels (every part is per pixel, the Spe-FEN tiles' halo included
+at the crop's tiling), split into the networks' float32 FLOPs and RX's float64 FLOPs (RX counted alone
+with the strategy's trim: covariance B²·N multiply-adds, scoring B·r·N, the trimmed pixels' removal and
+the second scoring), each divided by the plain matmul rate of its precision measured in the same run: the
+seconds the arithmetic needs at the machine's matmul speed. Each strategy's wall time (``detect``, GeoTIFF
+in → GeoTIFF out, on GDAL's default layout: pixel-interleaved strips) is printed as a ratio to that limit
+plus one ``Dataset.ReadAsArray()`` of the same file.
 """
 import argparse
 import json
@@ -29,14 +39,16 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 from fers.pipeline import detect
 r = detect(sys.argv[1], sys.argv[2], bands=200, strategy=sys.argv[3], model=sys.argv[4] or None, device="cpu")
+# ru_maxrss survives exec (it would be this process's parent's RSS at fork): the address space's own peak
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
 print(json.dumps({"seconds": r.seconds, "process_seconds": time.perf_counter() - t0, "model_seconds": r.info.get("model_seconds", 0.0),
                   "detector_seconds": r.info.get("detector_seconds", 0.0),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+                  "peak_rss_mb": float(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 """
 
 
-def matmul_gflops(n=2048, repeat=5):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n=2048, repeat=5, dtype=torch.float32):
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeat):
@@ -55,12 +67,12 @@ def spefen_macs_per_pixel(model):
     return total
 
 
-def write_tif(path, cube):
+def write_tif(path, cube, options=("TILED=YES", "INTERLEAVE=BAND")):
     from osgeo import gdal
 
     gdal.UseExceptions()
     b, h, w = cube.shape
-    ds = gdal.GetDriverByName("GTiff").Create(path, w, h, b, gdal.GDT_Float32, ["TILED=YES", "INTERLEAVE=BAND"])
+    ds = gdal.GetDriverByName("GTiff").Create(path, w, h, b, gdal.GDT_Float32, list(options))
     ds.SetGeoTransform((380000.0, 7.1, 0.0, 3760000.0, 0.0, -7.1))
     for i in range(b):
         ds.GetRasterBand(i + 1).WriteArray(cube[i])
@@ -122,6 +134,74 @@ def batched_scenes(model_name="fers-aviris-200"):
 
 STRATEGIES = ("none", "spectral", "spatial", "additive", "multiplicative")
 
+ONE_CALL = r"""
+import sys, time
+from osgeo import gdal
+gdal.UseExceptions()
+t0 = time.perf_counter()
+gdal.Open(sys.argv[1]).ReadAsArray(buf_type=gdal.GDT_Float32)
+print(time.perf_counter() - t0)
+"""
+
+
+def _addmm_flops(self_shape, a_shape, b_shape, out_shape=None, **kwargs):
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+# torch's counter knows addmm but not its in-place form, which RX's covariance accumulates with
+ADDMM_ = {torch.ops.aten.addmm_: _addmm_flops}
+
+
+def counted_flops(model, strategy, crop=128, bands=200):
+    """(network FLOPs, RX FLOPs) per pixel of ``score_scene(strategy)``, counted by torch's FlopCounterMode on
+    a crop² mosaic (per pixel of the crop with the Spe-FEN's 4-pixel reflected halo: the caller scales by
+    its own padded size); RX counted alone with the strategy's trim, once per map the strategy scores."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fers.detect.rx import rx
+    from fers.pipeline import resolve_rx_trim, score_scene
+    from fers.preprocess import scale_cube
+
+    cube = real_mosaic(crop, bands)
+    valid = np.ones(cube.shape[1:], bool)
+    cube, _ = scale_cube(cube, valid)
+    with FlopCounterMode(display=False, custom_mapping=ADDMM_) as total:
+        score_scene(cube, valid, strategy, model=model if strategy != "none" else None, device="cpu")
+    with FlopCounterMode(display=False, custom_mapping=ADDMM_) as alone:
+        rx(cube, valid, trim=resolve_rx_trim(None, strategy))
+    maps = 2 if strategy == "multiplicative" else 1
+    rx_flops = alone.get_total_flops() * maps
+    return (total.get_total_flops() - rx_flops) / (crop + 8) ** 2, rx_flops / crop ** 2
+
+
+def counted_limit(size, model_name, folder, f32, f64):
+    """Each strategy's seconds in all against the counted limit plus one GDAL read, on GDAL's default layout."""
+    from fers.checkpoint import load_model
+
+    model = load_model(model_name)
+    tif = os.path.join(folder, f"default_{size}.tif")
+    write_tif(tif, real_mosaic(size, 200), options=())  # GDAL's default: pixel-interleaved strips
+    reads = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", ONE_CALL, tif], capture_output=True, text=True, check=True)
+        reads.append(float(r.stdout.strip().splitlines()[-1]))
+    read = min(reads)
+    print(f"\ncounted compute limit, {size}²×200, GDAL's default layout (pixel-interleaved strips), {model_name}: "
+          f"FLOPs by torch's FlopCounterMode (128² crop, scaled to the pixels) / matmul rate of the same run "
+          f"(float32 {f32:.1f}, float64 {f64:.1f} GFLOP/s); one Dataset.ReadAsArray() {read:.2f} s")
+    print("| strategy | networks GFLOP | RX GFLOP | limit s | limit + one-call read s | in all s | model s | "
+          "detector s | in all / (limit + read) |")
+    print("| --- |" + " --- |" * 8)
+    for strategy in STRATEGIES:
+        net, rxf = counted_flops(model, strategy)
+        net, rxf = net * (size + 8) ** 2, rxf * size * size
+        limit = net / (f32 * 1e9) + rxf / (f64 * 1e9)
+        r = run_child(tif, strategy, model_name if strategy != "none" else None)
+        print(f"| {strategy} | {net / 1e9:.1f} | {rxf / 1e9:.1f} | {limit:.2f} | {limit + read:.2f} | "
+              f"{r['seconds']:.2f} | {r['model_seconds']:.2f} | {r['detector_seconds']:.2f} | "
+              f"{r['seconds'] / (limit + read):.2f} |", flush=True)
+    os.remove(tif)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,6 +209,8 @@ def main():
     ap.add_argument("--model", default="fers-aviris-200")
     ap.add_argument("--keep")
     ap.add_argument("--no-tiling-check", action="store_true")
+    ap.add_argument("--limit-size", type=int, default=512, help="size of the counted-limit table (0: none)")
+    ap.add_argument("--no-batched", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(REPO, "engine"))
     from fers.checkpoint import load_model
@@ -155,11 +237,14 @@ def main():
               f"{rx['seconds']:.2f} | {rx['peak_rss_mb']:.0f} |", flush=True)
         if not args.keep:
             os.remove(tif)
+    if args.limit_size:
+        counted_limit(args.limit_size, args.model, folder, peak, matmul_gflops(dtype=torch.float64))
     if not args.keep:
         os.rmdir(folder)
     if not args.no_tiling_check:
         tiling_check()
-    batched_scenes()
+    if not args.no_batched:
+        batched_scenes()
 
 
 if __name__ == "__main__":

@@ -256,29 +256,166 @@ class GdalSource(Source):
         return self._ds
 
     def read(self, bands: Sequence[int], window=None):
+        """The bands' values in ``window`` (x0, y0, w, h), read at the file's own grain (``read_windows``): each
+        GDAL call fills one window of every selected band straight into the cube, so a pixel-interleaved,
+        tiled or compressed file decodes each block once instead of once per band; the values are finished
+        window by window while they are in the CPU's cache."""
         x0, y0, w, h = window or (0, 0, self.width, self.height)
+        bands = [int(b) for b in bands]
+        cube = np.empty((len(bands), h, w), dtype=np.float32)
+        valid = np.ones((h, w), dtype=bool)
         with gdal_exceptions() as gdal:
             ds = self._dataset()
-            cube = np.empty((len(bands), h, w), dtype=np.float32)
-            valid = np.ones((h, w), dtype=bool)
-            for k, b in enumerate(bands):
+            if not hasattr(self, "_container"):
+                self._container = _container_array(ds, gdal)
+            container = self._container
+            block = _source_block(ds, bands, container)
+            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), len(bands)):
+                part, ok = cube[:, y - y0:y - y0 + ch, x - x0:x - x0 + cw], valid[y - y0:y - y0 + ch, x - x0:x - x0 + cw]
                 try:
-                    cube[k] = ds.GetRasterBand(b + 1).ReadAsArray(x0, y0, w, h, buf_type=gdal.GDT_Float32)
-                except (RuntimeError, TypeError, AttributeError) as e:
+                    if container is not None:
+                        _read_container(container, part, bands, x, y, self.height)
+                    else:
+                        ds.ReadAsArray(x, y, cw, ch, buf_obj=part, band_list=[b + 1 for b in bands],
+                                       buf_type=gdal.GDT_Float32)
+                    if self._dataset_mask:
+                        ok &= ds.GetRasterBand(1).GetMaskBand().ReadAsArray(x, y, cw, ch) > 0
+                except (RuntimeError, TypeError, AttributeError, ValueError) as e:
                     raise InputError(
-                        f"could not read band {b + 1} of {self.path}: the file is truncated or corrupt "
+                        f"could not read rows {y + 1}–{y + ch} of {self.path}: the file is truncated or corrupt "
                         f"(GDAL: {str(e).strip() or 'no data returned'})") from None
-                if b in self._signed:
-                    as_signed_bytes(cube[k])
-                nd = self.nodata_per_band[b]
-                if nd is not None and np.isfinite(nd):
-                    valid &= cube[k] != np.float32(nd)
-                if self.scale_offset[b] is not None:
-                    scale, offset = self.scale_offset[b]  # in float64, as QGIS does, then rounded once
-                    cube[k] = cube[k].astype(np.float64) * scale + offset
-            if self._dataset_mask:
-                valid &= ds.GetRasterBand(1).GetMaskBand().ReadAsArray(x0, y0, w, h) > 0
-        return finalize_cube(cube, valid, self.extra_nodata)
+                self._stored_to_values(part, ok, bands)
+                finalize_cube(part, ok, self.extra_nodata)
+                if container is None:
+                    ds.FlushCache()  # each block is read once: GDAL's cache need not keep a second copy of the cube
+        return cube, valid
+
+    def _stored_to_values(self, part, ok, bands) -> None:
+        """Signed bytes as QGIS shows them, nodata matched on the stored values, then each band's scale and offset (in float64, as QGIS does,
+        rounded once to float32), in place on a window of the cube."""
+        for k, b in enumerate(bands):
+            if b in self._signed:  # GDAL < 3.7 reads a PIXELTYPE=SIGNEDBYTE band as 0..255
+                as_signed_bytes(part[k])
+            nd = self.nodata_per_band[b]
+            if nd is not None and np.isfinite(nd):
+                ok &= part[k] != np.float32(nd)
+            if self.scale_offset[b] is not None:
+                scale, offset = self.scale_offset[b]
+                part[k] = part[k].astype(np.float64) * scale + offset
+
+
+# Bytes of float32 values (all selected bands) one read call fills: big enough that a call's fixed cost is
+# nothing, small enough that the blocks GDAL decodes for it stay in its block cache and in the CPU's caches.
+READ_BUDGET = 64 * 2 ** 20
+
+
+def read_windows(block, window, bands: int, budget: Optional[int] = None) -> list:
+    """The windows (x, y, w, h) that cover ``window`` (x0, y0, w, h) along the file's own blocks ``block``
+    (width, height): row strips whose height is a multiple of the block height, as many block rows as
+    ``budget`` bytes of ``bands`` float32 values allow (at least one); where one block row is already over
+    it (wide tiles, many bands), the strip is cut into runs of whole block columns too. Edges fall on the
+    file's block boundaries, so no block is needed by two windows and each is decoded once."""
+    bw, bh = max(1, int(block[0])), max(1, int(block[1]))
+    x0, y0, w, h = window
+    budget = READ_BUDGET if budget is None else budget
+    per_px = 4 * max(1, bands)
+    rows = max(1, budget // (per_px * w * bh)) * bh
+    cols = w if per_px * w * bh <= budget else max(1, budget // (per_px * bh * bw)) * bw
+    return [(x, y, cw, ch) for y, ch in _aligned(y0, h, rows, bh) for x, cw in _aligned(x0, w, cols, bw)]
+
+
+def _aligned(start: int, length: int, step: int, grain: int) -> list:
+    """(start, length) pieces of [start, start + length) of at most ``step``, cut on multiples of ``grain``."""
+    out, pos, end = [], start, start + length
+    step = max(grain, -(-step // grain) * grain)  # whole blocks: every cut falls on a boundary, and moves on
+    while pos < end:
+        nxt = min(end, (pos // grain) * grain + step)
+        out.append((pos, nxt - pos))
+        pos = nxt
+    return out
+
+
+def _source_block(ds, bands, container) -> tuple:
+    """The (width, height) of the blocks the file stores the selected bands in: GDAL's block size, and for a
+    container's cube its chunk's."""
+    if container is not None:
+        chunk = container.array.GetBlockSize()
+        if chunk and all(chunk[1:]):
+            return int(chunk[2]), int(chunk[1])
+    return tuple(ds.GetRasterBand(bands[0] + 1 if bands else 1).GetBlockSize())
+
+
+@dataclass
+class _ContainerCube:
+    array: object  # gdal.MDArray (bands, rows, columns)
+    flipped: bool  # GDAL's raster view shows the rows bottom-up (netCDF with an increasing y)
+    dataset: object  # keeps the array's dataset open
+
+
+def _container_array(ds, gdal) -> Optional[_ContainerCube]:
+    """A netCDF or HDF5 cube (bands, rows, columns) as GDAL's multidimensional array, else None. GDAL's
+    raster view of these reads band by band, each through the library's chunk cache (HDF5's is 1 MB): a
+    chunk that holds many bands (64×64 pixels of 200 float32 bands is 3.3 MB) is then decompressed once per
+    band. One read of the array takes every band of a window in a single call (one H5Dread), which decodes
+    each chunk once. Used only when the array is exactly the raster GDAL shows (same shape; the first and
+    last rows of band 1 equal, straight or flipped), else the raster view is read."""
+    import re
+
+    driver = ds.GetDriver().ShortName
+    if driver not in ("HDF5Image", "netCDF"):
+        return None
+    desc = ds.GetDescription()
+    m = re.match(r'^(?:HDF5|NETCDF):"(.*)":(.+)$', desc) or re.match(r"^(?:HDF5|NETCDF):([^\":]+):(.+)$", desc)
+    path, name = (m.group(1), "/" + m.group(2).lstrip("/")) if m else (desc, None)
+    shape = [ds.RasterCount, ds.RasterYSize, ds.RasterXSize]
+    try:
+        md = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER | gdal.OF_READONLY)
+        if md is None:
+            return None
+        root = md.GetRootGroup()
+        if name is None:  # a plain file GDAL opened as its one cube
+            names = [n for n in (root.GetMDArrayNames() or ())
+                     if [d.GetSize() for d in root.OpenMDArray(n).GetDimensions()] == shape]
+            if len(names) != 1:
+                return None
+            name = "/" + names[0]
+        arr = root.OpenMDArrayFromFullname(name)
+        if arr is None or [d.GetSize() for d in arr.GetDimensions()] != shape:
+            return None
+        n = min(ds.RasterXSize, 64)
+        first, last = (ds.GetRasterBand(1).ReadAsArray(0, r, n, 1, buf_type=gdal.GDT_Float64)[0]
+                       for r in (0, ds.RasterYSize - 1))
+        rows = [arr.ReadAsArray(array_start_idx=[0, r, 0], count=[1, 1, n],
+                                buffer_datatype=gdal.ExtendedDataType.Create(gdal.GDT_Float64))[0, 0]
+                for r in (0, ds.RasterYSize - 1)]
+    except (RuntimeError, TypeError, ValueError, AttributeError):
+        return None
+    same = lambda u, v: np.array_equal(u, v, equal_nan=True)  # noqa: E731
+    if same(first, rows[0]) and same(last, rows[1]):
+        return _ContainerCube(arr, False, md)
+    if same(first, rows[1]) and same(last, rows[0]):
+        return _ContainerCube(arr, True, md)
+    return None
+
+
+def _read_container(cc: _ContainerCube, part, bands, x, y, height) -> None:
+    """A window of the selected bands of a container's cube into ``part`` (bands, rows, columns): one array
+    read per run of consecutive bands (rows counted from the top of GDAL's raster view of ``height`` rows).
+    The array is read into a contiguous buffer of the window's size and copied: GDAL 3.6's NumPy binding of
+    multidimensional reads ignores a view's strides."""
+    k, rows, cols = 0, part.shape[1], part.shape[2]
+    buf = np.empty(part.size, dtype=np.float32)
+    while k < len(bands):
+        n = 1
+        while k + n < len(bands) and bands[k + n] == bands[k] + n:
+            n += 1
+        out = buf[:n * rows * cols].reshape(n, rows, cols)
+        # bottom-up rows are read forwards and mirrored here: a negative step makes GDAL's netCDF driver
+        # read value by value (minutes for a window)
+        cc.array.ReadAsArray(array_start_idx=[bands[k], height - y - rows if cc.flipped else y, x],
+                             count=[n, rows, cols], buf_obj=out)
+        part[k:k + n] = out[:, ::-1] if cc.flipped else out
+        k += n
 
 
 def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:
