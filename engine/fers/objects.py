@@ -166,7 +166,7 @@ def check_paths(mask: Optional[str] = None, objects: Optional[str] = None, input
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import gdal_exceptions
+    from .io.raster import gdal_exceptions, gdal_message
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -175,7 +175,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
         try:
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
         except RuntimeError as e:
-            raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
+            raise OutputError(f"cannot create {path}: {gdal_message(e)}") from None
         if georef is not None and georef.geotransform is not None:
             ds.SetGeoTransform(georef.geotransform)
         if georef is not None and georef.crs_wkt:
@@ -196,7 +196,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
             ds.FlushCache()
             ds = None
         except RuntimeError as e:
-            raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
+            raise OutputError(f"writing {path} failed (disk full?): {gdal_message(e)}") from None
     return path
 
 
@@ -231,7 +231,7 @@ def write_objects(path: str, labels: np.ndarray, table: list, georef, th: Thresh
     """One MultiPolygon feature per object with the attributes of ``object_table``."""
     from osgeo import ogr, osr
 
-    from .io.raster import gdal_exceptions
+    from .io.raster import gdal_exceptions, gdal_message
 
     path = check_objects_path(path)
     driver_name = VECTOR_DRIVERS[os.path.splitext(path)[1].lower()]
@@ -249,7 +249,7 @@ def write_objects(path: str, labels: np.ndarray, table: list, georef, th: Thresh
         drv = ogr.GetDriverByName(driver_name)
         ds = drv.CreateDataSource(tmp)
         if ds is None:
-            raise OutputError(f"cannot create {path}: {gdal_err() or 'the driver refused'}")
+            raise OutputError(f"cannot create {path}: {gdal_message(gdal_err()) or 'the driver refused'}")
         lyr = ds.CreateLayer(layer_name, srs=srs, geom_type=ogr.wkbMultiPolygon)
         for name, kind in (("id", ogr.OFTInteger), ("pixels", ogr.OFTInteger), ("area", ogr.OFTReal),
                            ("peak_score", ogr.OFTReal), ("mean_score", ogr.OFTReal),

@@ -81,6 +81,12 @@ def gdal_exceptions():
             gdal.DontUseExceptions()
 
 
+def gdal_message(error) -> str:
+    """GDAL's text of an error on one line. GDAL >= 3.10 spreads many messages over several lines ("...\nMay be
+    caused by: ..."), and every error of ours is one line on stderr, so GDAL's text is folded where it enters one."""
+    return " ".join(str(error).split())
+
+
 def band_scale_offset(band):
     """(scale, offset) that turn a band's stored values into its values (value = raw × scale + offset), or None
     when there are none. GDAL leaves applying them to its callers; QGIS applies them when it reads a layer (and
@@ -122,7 +128,7 @@ class GdalSource(Source):
             try:
                 ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
             except RuntimeError as e:
-                raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
+                raise InputError(f"{path} is not a raster GDAL can read ({gdal_message(e)})") from None
             if ds is not None and ds.RasterCount == 0 and ds.GetSubDatasets():
                 raise InputError(container_message(path, ds.GetSubDatasets()))
             if ds is None or ds.RasterCount == 0:
@@ -174,7 +180,7 @@ class GdalSource(Source):
                 except (RuntimeError, TypeError, AttributeError) as e:
                     raise InputError(
                         f"could not read band {b + 1} of {self.path}: the file is truncated or corrupt "
-                        f"(GDAL: {str(e).strip() or 'no data returned'})") from None
+                        f"(GDAL: {gdal_message(e) or 'no data returned'})") from None
                 nd = self.nodata_per_band[b]
                 if nd is not None and np.isfinite(nd):
                     valid &= cube[k] != np.float32(nd)
@@ -225,7 +231,7 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
         try:
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
         except RuntimeError as e:
-            raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
+            raise OutputError(f"cannot create {path}: {gdal_message(e)}") from None
         if georef is not None:
             if georef.geotransform is not None:
                 ds.SetGeoTransform(georef.geotransform)
@@ -247,10 +253,10 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
             try:
                 band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
             except RuntimeError as e:
-                raise OutputError(f"writing {path} failed: {str(e).strip()}") from None
+                raise OutputError(f"writing {path} failed: {gdal_message(e)}") from None
         try:
             ds.FlushCache()
             ds = None  # closes and flushes
         except RuntimeError as e:
-            raise OutputError(f"writing {path} failed (disk full?): {str(e).strip()}") from None
+            raise OutputError(f"writing {path} failed (disk full?): {gdal_message(e)}") from None
     return path
