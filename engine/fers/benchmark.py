@@ -376,7 +376,7 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     if html:
         html = os.path.abspath(os.fspath(html))
         _prepare_folder(os.path.dirname(html), create=False)
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     if scenes and all(isinstance(s, BenchScene) for s in scenes):
         scene_list, skipped_scenes = list(scenes), []
     else:

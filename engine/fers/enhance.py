@@ -34,7 +34,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     if branches not in BRANCHES:
         raise ModelError(f"unknown branches '{branches}' (choose one of: {', '.join(BRANCHES)})")
     output = check_output_path(output, [input])
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     src = open_source(input, variable, nodata, file_nodata)  # as in fers.pipeline.detect
     bands = resolve_band_list(bands, src, feedback)
     mdl = resolve_model(model, dev, feedback)

@@ -288,7 +288,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         raise InputError(f"the memory budget must be at least 16 MB, got {memory_mb:g}")
     if output is not None:
         output = check_output_path(output, [input])
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     src = open_source(input, variable, nodata, file_nodata)
     bands = resolve_band_list(bands, src, feedback)
     if not model and strategy != "none":
