@@ -71,7 +71,8 @@ $(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV_STAMP)
 # subprocesses, which a second worker overlaps even on two cores. TEST_WORKERS=0 runs everything in one process.
 # Each worker runs qgis_process in its own copy of the QGIS profile (tests/conftest.py).
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 test: setup
 	$(PYTEST) tests
@@ -102,7 +103,7 @@ DEBIAN13_ROOT ?= $(abspath $(ROOT)/../debian13-root$(if $(filter trixie,$(DEBIAN
 test-debian13:
 	scripts/debian-root.sh $(DEBIAN13_ROOT) $(DEBIAN_SUITE) "$(SYSTEM_APT_PACKAGES)"
 	scripts/debian-root-run.sh $(DEBIAN13_ROOT) $(ROOT) $(DATA) make -C $(ROOT) test SYSTEM_PYTHON=1 \
-		VENV=/opt/fers-venv TEST_WORKERS=$(TEST_WORKERS)
+		VENV=/opt/fers-venv TEST_WORKERS=$(TEST_WORKERS) PYTEST_ARGS='$(PYTEST_ARGS)'
 
 RAW := $(DATA)/raw
 PAPER_SET := $(addprefix $(RAW)/,abu-airport-1.mat abu-airport-2.mat abu-airport-3.mat abu-airport-4.mat \
