@@ -32,17 +32,29 @@ def libuv_available() -> bool:
 
 
 def tcpstore_without_libuv_if_needed() -> bool:
-    """Set ``USE_LIBUV=0`` when PyTorch lacks libuv and ``USE_LIBUV`` is not set already; True if it did."""
+    """Set ``USE_LIBUV=0`` when PyTorch lacks libuv and ``USE_LIBUV`` is not set already, and make this process's
+    stores honour ``USE_LIBUV=0`` whenever it is set (a worker inherits it from fers-torchrun); True if so."""
+    if os.environ.get("USE_LIBUV") == "0":
+        _stores_honour_use_libuv()
+        return True
     if "USE_LIBUV" in os.environ or libuv_available():
         return False
     os.environ["USE_LIBUV"] = "0"
+    _stores_honour_use_libuv()
     return True
 
 
 def _stores_honour_use_libuv() -> None:
-    """Every TCPStore made in this process from now on without an explicit backend takes ``USE_LIBUV``; the
-    rendezvous modules import ``torch.distributed.TCPStore`` when torchrun first needs them, after this."""
+    """Every TCPStore made in this process from now on without an explicit backend takes ``USE_LIBUV``: the
+    elastic rendezvous modules import ``torch.distributed.TCPStore`` when torchrun first needs them, after this;
+    ``torch.distributed.rendezvous`` (a worker's store on torchrun's agent) bound it at import, so it is replaced
+    there too."""
+    import importlib
+
     import torch.distributed as dist
+
+    # the module, not the function torch.distributed.rendezvous that shadows its name
+    rendezvous = importlib.import_module("torch.distributed.rendezvous")
 
     base = dist.TCPStore
     if getattr(base, "_fers_honours_use_libuv", False):
@@ -56,11 +68,12 @@ def _stores_honour_use_libuv() -> None:
             super().__init__(*args, **kwargs)
 
     dist.TCPStore = TCPStore
+    if getattr(rendezvous, "TCPStore", None) is base:
+        rendezvous.TCPStore = TCPStore
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    if tcpstore_without_libuv_if_needed():
-        _stores_honour_use_libuv()
+    tcpstore_without_libuv_if_needed()
     from torch.distributed.run import main as torchrun
 
     torchrun(list(sys.argv[1:] if argv is None else argv))
