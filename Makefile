@@ -1,16 +1,31 @@
 # FERS for QGIS — setup, tests, demo, benchmarks. Debian 12; runs as root or with sudo.
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
-VENV := $(ROOT)/.venv
+VENV ?= $(ROOT)/.venv
 PY := $(VENV)/bin/python
 DATA ?= $(abspath $(ROOT)/../shared/data)
 export FERS_DATA := $(DATA)
+export FERS_VENV := $(VENV)
 
-APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xauth python3-venv python3-pip \
+# SYSTEM_PYTHON=1: everything from the distribution, torch too (Debian 13 and later package python3-torch):
+# the venv is a bare one over Debian's Python and its packages, nothing from pip (what make test-debian13 runs)
+SYSTEM_PYTHON ?=
+BASE_APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb xauth python3-venv \
 	python3-numpy python3-scipy python3-matplotlib python3-h5py python3-pytest python3-pytest-xdist
+# libopenblas0 by name: apt brings it only as a recommendation, and without it numpy and torch run on the
+# reference BLAS; libblas3/liblapack3 (the reference, installed beside it as on most machines) for the test of
+# the warning a run on it gives
+SYSTEM_APT_PACKAGES := $(BASE_APT_PACKAGES) python3-torch python3-torchvision libopenblas0 libblas3 liblapack3 make
+ifeq ($(SYSTEM_PYTHON),1)
+APT_PACKAGES := $(SYSTEM_APT_PACKAGES)
+VENV_STAMP := $(VENV)/.system
+else
+APT_PACKAGES := $(BASE_APT_PACKAGES) python3-pip
+VENV_STAMP := $(VENV)/.installed
+endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -24,7 +39,7 @@ apt:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-venv: $(VENV)/.installed
+venv: $(VENV_STAMP)
 
 # numpy/scipy/h5py/GDAL come from Debian (system site packages) so QGIS and the engine share one ABI;
 # torch==2.13.0 resolves to the machine's local CPU wheel and is installed first. The engine goes in without its
@@ -40,7 +55,18 @@ $(VENV)/.installed: engine/pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e engine
 	touch $@
 
-$(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV)/.installed
+# a venv over the system's Python and its packages, torch included; the engine on its path (a .pth file), and the
+# executables pip would have written: fers, fers-torchrun and torchrun
+$(VENV)/.system:
+	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages --without-pip $(VENV)
+	echo $(ROOT)/engine > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fers-engine.pth
+	printf '#!$(PY)\nimport sys\nfrom fers.cli import main\nsys.exit(main())\n' > $(VENV)/bin/fers
+	printf '#!$(PY)\nimport sys\nfrom fers.train.launch import main\nsys.exit(main())\n' > $(VENV)/bin/fers-torchrun
+	printf '#!$(PY)\nimport sys\nfrom torch.distributed.run import main\nsys.exit(main())\n' > $(VENV)/bin/torchrun
+	chmod +x $(VENV)/bin/fers $(VENV)/bin/fers-torchrun $(VENV)/bin/torchrun
+	touch $@
+
+$(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV_STAMP)
 	sed -e 's|@ROOT@|$(ROOT)|g' -e 's|@VENV@|$(VENV)|g' $< > $@
 	chmod +x $@
 	mkdir -p $(VENV)/qgis-plugins $(VENV)/qgis-profile/profiles/default/QGIS
@@ -51,7 +77,8 @@ $(VENV)/bin/fers-qgis-process: scripts/fers-qgis-process.in $(VENV)/.installed
 # subprocesses, which a second worker overlaps even on two cores. TEST_WORKERS=0 runs everything in one process.
 # Each worker runs qgis_process in its own copy of the QGIS profile (tests/conftest.py).
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 test: setup
 	$(PYTEST) tests
@@ -96,6 +123,17 @@ screens: setup
 	timeout 1200 xvfb-run -a -s "-screen 0 1600x1000x24" qgis --nologo --noversioncheck --profiles-path $$profile \
 		--code $(ROOT)/scripts/desktop_screens.py 2>&1 | grep -E "^screen:|^layers:|^fers:|failed|Error|error" ; \
 	rm -rf $$profile; echo "screenshots in $(SCREENS)"
+
+# The whole suite on Debian 13 (QGIS 3.40 LTR, Python 3.13, GDAL 3.10) with Debian's own torch, no pip: a trixie
+# root built once with debootstrap from the mirror apt uses here (~600 MB of packages, DEBIAN13_ROOT, reused when
+# built), this worktree and ../shared bind-mounted at their own paths, make test SYSTEM_PYTHON=1 run inside it.
+# Needs root; not part of make test (CI time). DEBIAN_SUITE=sid runs the same on Debian unstable.
+DEBIAN_SUITE ?= trixie
+DEBIAN13_ROOT ?= $(abspath $(ROOT)/../debian13-root$(if $(filter trixie,$(DEBIAN_SUITE)),,-$(DEBIAN_SUITE)))
+test-debian13:
+	scripts/debian-root.sh $(DEBIAN13_ROOT) $(DEBIAN_SUITE) "$(SYSTEM_APT_PACKAGES)"
+	scripts/debian-root-run.sh $(DEBIAN13_ROOT) $(ROOT) $(DATA) make -C $(ROOT) test SYSTEM_PYTHON=1 \
+		VENV=/opt/fers-venv TEST_WORKERS=$(TEST_WORKERS) PYTEST_ARGS='$(PYTEST_ARGS)'
 
 RAW := $(DATA)/raw
 PAPER_SET := $(addprefix $(RAW)/,abu-airport-1.mat abu-airport-2.mat abu-airport-3.mat abu-airport-4.mat \

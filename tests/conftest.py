@@ -21,12 +21,14 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
         "PYTEST_XDIST_WORKER_COUNT"]))))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+# make test SYSTEM_PYTHON=1 VENV=... (make test-debian13) runs the suite with a venv elsewhere
+VENV = os.environ.get("FERS_VENV") or os.path.join(REPO, ".venv")
+VENV_BIN = os.path.join(VENV, "bin")
 
 if os.environ.get("PYTEST_XDIST_WORKER") and "FERS_QGIS_PROFILE" not in os.environ:
     # Each worker's qgis_process runs (.venv/bin/fers-qgis-process) get a copy of the venv's QGIS profile, so two
     # QGIS instances never write one profile's settings and databases at the same time.
-    _profile = os.path.join(REPO, ".venv", "qgis-profile")
+    _profile = os.path.join(VENV, "qgis-profile")
     if os.path.isdir(_profile):
         _copy = tempfile.mkdtemp(prefix=f"fers-qgis-profile-{os.environ['PYTEST_XDIST_WORKER']}-")
         shutil.copytree(_profile, _copy, dirs_exist_ok=True)

@@ -324,3 +324,35 @@ def test_the_memory_left_in_a_container_counts_its_page_cache_as_free(tmp_path, 
         (tmp_path / os.path.basename(path)).write_text(text)
     monkeypatch.setattr("builtins.open", fake_open)
     assert memory._cgroup() == 7 * 1024 ** 3
+
+
+def _vrt_missing_source(tmp, warped):
+    """A VRT whose source file name holds a line break and does not exist: GDAL's own error text then runs over
+    two lines, as GDAL >= 3.10's often do ("...\\nMay be caused by: ..."). A warped VRT opens its source when it is
+    opened, a plain one when a band is read."""
+    src = "missing\nscene.tif"
+    if warped:
+        xml = ('<VRTDataset rasterXSize="4" rasterYSize="4" subClass="VRTWarpedDataset">'
+               '<VRTRasterBand dataType="Float32" band="1" subClass="VRTWarpedRasterBand"/>'
+               f'<GDALWarpOptions><SourceDataset relativeToVRT="1">{src}</SourceDataset></GDALWarpOptions>'
+               '</VRTDataset>')
+    else:
+        xml = ('<VRTDataset rasterXSize="4" rasterYSize="4">'
+               + "".join(f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource>'
+                         f'<SourceFilename relativeToVRT="1">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
+                         '</SimpleSource></VRTRasterBand>' for b in (1, 2, 3)) + '</VRTDataset>')
+    path = tmp / ("warped.vrt" if warped else "plain.vrt")
+    path.write_text(xml)
+    return str(path)
+
+
+@pytest.mark.parametrize("warped,message", [(True, "is not a raster GDAL can read"), (False, "could not read band 1")])
+def test_a_gdal_message_over_several_lines_stays_one_line(tmp_path, warped, message):
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    r = fers("detect", _vrt_missing_source(tmp_path, warped), out)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # a plain VRT opens, so the run's first line comes before it
+    assert last.startswith("fers: error: ") and message in last, r.stderr
+    assert "missing scene.tif: No such file or directory" in last and "Traceback" not in r.stderr
+    _no_output(out.parent, out)

@@ -386,7 +386,7 @@ def run_benchmark(scenes: Sequence, out_dir: str, bands=(100,), strategies=("non
     _prepare_folder(out_dir)
     if html:
         _prepare_folder(os.path.dirname(html), create=False)
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     feedback.info(f"{len(scene_list)} scene(s); bands {', '.join(map(_bands_label, bands))}; strategies "
                   f"{', '.join(strategies)}; detectors {', '.join(detectors)}; device {dev}; RX trim "
                   + ("auto" if rx_trim is None else f"{rx_trim:g}"))

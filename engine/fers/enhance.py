@@ -40,7 +40,7 @@ def enhance(input: str, output: str, model: str, bands: Union[int, Sequence[int]
     output, = check_outputs([("the input raster", input), ("the model", model if isinstance(model, str) else None)],
                             [("the enhanced cube", output)])
     output = check_output_path(output)
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     src = open_source(input, variable, nodata, file_nodata)  # as in fers.pipeline.detect
     bands = resolve_band_list(bands, src, feedback)
     mdl = resolve_model(model, dev, feedback)

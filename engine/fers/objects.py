@@ -162,7 +162,7 @@ def check_objects_path(path: str) -> str:
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import apply_georef, collected_errors, gdal_exceptions, write_error
+    from .io.raster import apply_georef, collected_errors, gdal_exceptions, gdal_message, write_error
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -171,7 +171,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
         try:
             ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
         except RuntimeError as e:
-            raise OutputError(f"cannot create {path}: {str(e).strip()}") from None
+            raise OutputError(f"cannot create {path}: {gdal_message(e)}") from None
         apply_georef(gdal, ds, georef)
         meta = dict(metadata or {}, FERS_THRESHOLD=repr(th.value), FERS_THRESHOLD_RULE=th.rule)
         for k, v in meta.items():
@@ -234,7 +234,7 @@ def write_objects(path: str, labels: np.ndarray, table: list, georef, th: Thresh
     """One MultiPolygon feature per object with the attributes of ``object_table``."""
     from osgeo import ogr, osr
 
-    from .io.raster import gdal_exceptions
+    from .io.raster import gdal_exceptions, gdal_message
 
     path = check_objects_path(path)
     driver_name = VECTOR_DRIVERS[os.path.splitext(path)[1].lower()]
@@ -252,7 +252,7 @@ def write_objects(path: str, labels: np.ndarray, table: list, georef, th: Thresh
         drv = ogr.GetDriverByName(driver_name)
         ds = drv.CreateDataSource(tmp)
         if ds is None:
-            raise OutputError(f"cannot create {path}: {gdal_err() or 'the driver refused'}")
+            raise OutputError(f"cannot create {path}: {gdal_message(gdal_err()) or 'the driver refused'}")
         lyr = ds.CreateLayer(layer_name, srs=srs, geom_type=ogr.wkbMultiPolygon)
         for name, kind in (("id", ogr.OFTInteger), ("pixels", ogr.OFTInteger), ("area", ogr.OFTReal),
                            ("peak_score", ogr.OFTReal), ("mean_score", ogr.OFTReal),

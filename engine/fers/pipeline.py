@@ -416,7 +416,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         from .objects import check_objects_path
 
         check_objects_path(objects)
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     src = open_source(input, variable, nodata, file_nodata)
     bands = resolve_band_list(bands, src, feedback)
     if not (isinstance(bands, (int, np.integer)) and int(bands) == 0):

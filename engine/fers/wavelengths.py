@@ -3,11 +3,12 @@
 Reading (``read_spectral_info``): band centres and FWHM in nanometres and the bad-band
 list, from what GDAL exposes of GeoTIFF and ENVI files:
 
-* the IMAGERY domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``; GDAL ≥ 3.10 standard);
 * band metadata ``wavelength`` / ``fwhm`` / ``bbl`` with ``wavelength_units`` (what the
   ENVI driver sets per band, and what GDAL copies into GeoTIFFs);
 * the ENVI header lists (``wavelength = {…}``, ``fwhm = {…}``, ``bbl = {…}``; 1 = good,
-  0 = bad) in the ``ENVI`` metadata domain.
+  0 = bad) in the ``ENVI`` metadata domain;
+* only where neither gives them, the IMAGERY domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``;
+  GDAL ≥ 3.10's standard names, which its ENVI driver fills from the header rounded to 1 nm).
 
 Units: Micrometers/um/µm and Nanometers/nm are honoured; without a unit, values below
 100 are taken as micrometres.
@@ -76,58 +77,60 @@ def _floats(items, n) -> Optional[list]:
         return None
 
 
+def _number(raw) -> Optional[float]:
+    """'0.4096' or '0.4096 Micrometers' → 0.4096; None if absent or not a number."""
+    if raw is None:
+        return None
+    try:
+        return float(str(raw).split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _band_numbers(bands, key: str, domain: str = "") -> Optional[list]:
+    """The item ``key`` of every band as a float (the lower- or upper-case name), or None unless all have one."""
+    vals = [_number(b.GetMetadataItem(key, domain) or b.GetMetadataItem(key.upper(), domain)) for b in bands]
+    return vals if vals and all(v is not None for v in vals) else None
+
+
 def read_spectral_info(ds) -> SpectralInfo:
-    """Wavelengths, FWHM (nm) and bad bands of an open GDAL dataset."""
+    """Wavelengths, FWHM (nm) and bad bands of an open GDAL dataset.
+
+    The file's own values come first: band metadata ``wavelength``/``fwhm`` with their units, then the
+    ENVI header lists. The IMAGERY domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``) is read only where
+    neither exists: GDAL ≥ 3.10's ENVI driver fills it from the same header, formatted with three
+    decimals in µm (0.4096 µm → "0.410"), so on ENVI files it is a rounded copy of the header, up to
+    0.5 nm off, enough to move band centres, wavelength band lists, model matching and resampling.
+    """
     n = ds.RasterCount
     envi = ds.GetMetadata("ENVI") or {}
     ds_units = ds.GetMetadataItem("wavelength_units") or envi.get("wavelength_units") or ""
     bands = [ds.GetRasterBand(i) for i in range(1, n + 1)]
 
-    wl, factors = [], []  # factors: the unit → nm factor of each band, which its FWHM shares
-    for band in bands:
-        v = band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY")
-        raw = band.GetMetadataItem("wavelength") or band.GetMetadataItem("WAVELENGTH")
-        try:
-            if v is not None:
-                wl.append(float(v) * 1000.0)
-                factors.append(1000.0)
-                continue
-            if raw is None:
-                wl = None
-                break
-            f = float(str(raw).split()[0])
-        except (ValueError, IndexError):
-            wl = None
-            break
-        fac = _unit_factor(band.GetMetadataItem("wavelength_units") or ds_units, f)
-        wl.append(f * fac)
-        factors.append(fac)
-    if wl is None:
+    wl = factors = None  # factors: the unit → nm factor of each band, which its FWHM shares
+    per = _band_numbers(bands, "wavelength")
+    if per is not None:
+        factors = [_unit_factor(b.GetMetadataItem("wavelength_units") or ds_units, v) for b, v in zip(bands, per)]
+        wl = [v * f for v, f in zip(per, factors)]
+    else:
         raw = _floats(parse_envi_list(envi.get("wavelength")), n)
         if raw:
             fac = _unit_factor(ds_units, raw[0])
             wl, factors = [v * fac for v in raw], [fac] * n
+        else:
+            um = _band_numbers(bands, "CENTRAL_WAVELENGTH_UM", "IMAGERY")
+            if um is not None:
+                wl, factors = [v * 1000.0 for v in um], [1000.0] * n
 
     fwhm = None
     if wl is not None:
-        fwhm = []
-        for band, fac in zip(bands, factors):
-            v = band.GetMetadataItem("FWHM_UM", "IMAGERY")
-            raw = band.GetMetadataItem("fwhm") or band.GetMetadataItem("FWHM")
-            try:
-                if v is not None:
-                    fwhm.append(float(v) * 1000.0)
-                elif raw is not None:
-                    fwhm.append(float(str(raw).split()[0]) * fac)
-                else:
-                    fwhm = None
-                    break
-            except (ValueError, IndexError):
-                fwhm = None
-                break
-        if fwhm is None:
-            raw = _floats(parse_envi_list(envi.get("fwhm")), n)
-            fwhm = [v * fac for v, fac in zip(raw, factors)] if raw else None
+        per = _band_numbers(bands, "fwhm")
+        raw = per if per is not None else _floats(parse_envi_list(envi.get("fwhm")), n)
+        if raw:
+            fwhm = [v * f for v, f in zip(raw, factors)]
+        else:
+            um = _band_numbers(bands, "FWHM_UM", "IMAGERY")
+            fwhm = [v * 1000.0 for v in um] if um is not None else None
 
     bbl = _floats(parse_envi_list(envi.get("bbl")), n)
     if bbl is None:

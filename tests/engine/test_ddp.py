@@ -1,4 +1,5 @@
-"""Training under torchrun: 2 CPU processes (gloo, DistributedDataParallel) = one process with 2 micro-batches."""
+"""Training under fers-torchrun (torchrun): 2 CPU processes (gloo, DistributedDataParallel) = one process with
+2 micro-batches."""
 import json
 import os
 
@@ -24,7 +25,8 @@ def test_torchrun_two_gloo_processes_equal_one_process_with_two_micro_batches(tm
     r = fers("train-spectral", *sources, "-o", one, *ARGS, "--micro-batches", "2", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     two = tmp_path / "two.pt"
-    r = run([os.path.join(VENV_BIN, "torchrun"), "--standalone", "--nproc_per_node", "2",
+    # fers-torchrun: torchrun, which also starts on a PyTorch built without libuv (Debian's python3-torch)
+    r = run([os.path.join(VENV_BIN, "fers-torchrun"), "--standalone", "--nproc_per_node", "2",
              os.path.join(VENV_BIN, "fers"), "train-spectral", *sources, "-o", str(two), *ARGS],
             env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr

@@ -196,3 +196,46 @@ def test_info_gives_what_an_extent_and_a_wavelength_band_list_refer_to(envi_scen
     # ENVI map info: upper-left 371000, 3757000, 7.1 m pixels, 100 × 100 of them
     assert info["extent"] == pytest.approx([371000, 3757000 - 710, 371710, 3757000])
     assert info["wavelength_range_nm"] == [400.0, 678.4] and info["bad_bands"] == "8"
+
+
+def test_envi_header_values_win_over_gdal_310s_rounded_imagery_domain(tmp_path):
+    """GDAL ≥ 3.10's ENVI driver copies the header's wavelength/fwhm into the IMAGERY domain as "%.3f" µm
+    (0.4096 → "0.410"). The header's exact values must be the ones read. On an older GDAL the driver does not
+    fill IMAGERY, so the test writes there what GDAL 3.10 does (into the .aux.xml), the same rounded strings."""
+    from osgeo import gdal
+
+    from fers.io import open_source
+
+    wl_um = [w / 1000 for w in RASTER_WL[:6]]
+    path = write_envi(tmp_path / "scene.img", sample_cube(6), wl_um, "Micrometers", fwhm=[0.00855] * 6)
+    ds = gdal.Open(path, gdal.GA_Update)
+    for i, w in enumerate(wl_um):
+        band = ds.GetRasterBand(i + 1)
+        if band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") is None:  # GDAL < 3.10
+            band.SetMetadataItem("CENTRAL_WAVELENGTH_UM", f"{w:.3f}", "IMAGERY")
+            band.SetMetadataItem("FWHM_UM", f"{0.00855:.3f}", "IMAGERY")
+    ds = None
+    ds = gdal.Open(path)
+    assert ds.GetRasterBand(1).GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") == "0.400"
+    assert ds.GetRasterBand(2).GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") == "0.410"  # 409.6 nm
+    ds = None
+    src = open_source(path)
+    np.testing.assert_allclose(src.wavelengths, RASTER_WL[:6], atol=1e-9)
+    np.testing.assert_allclose(src.fwhm, [8.55] * 6, atol=1e-9)
+
+
+def test_imagery_domain_alone_still_gives_the_wavelengths(tmp_path):
+    """A GeoTIFF whose only spectral metadata is GDAL's standard IMAGERY domain (µm)."""
+    from osgeo import gdal
+
+    from fers.io import open_source, write_raster
+
+    path = write_raster(str(tmp_path / "imagery.tif"), [np.zeros((4, 5), np.float32)] * 3, None, None)
+    ds = gdal.Open(path, gdal.GA_Update)
+    for i, (w, f) in enumerate([("0.45", "0.010"), ("0.55", "0.011"), ("0.65", "0.012")]):
+        ds.GetRasterBand(i + 1).SetMetadataItem("CENTRAL_WAVELENGTH_UM", w, "IMAGERY")
+        ds.GetRasterBand(i + 1).SetMetadataItem("FWHM_UM", f, "IMAGERY")
+    ds = None
+    src = open_source(path)
+    np.testing.assert_allclose(src.wavelengths, [450.0, 550.0, 650.0])
+    np.testing.assert_allclose(src.fwhm, [10.0, 11.0, 12.0])

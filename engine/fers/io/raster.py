@@ -123,6 +123,12 @@ def open_dataset(gdal, path: str):
     return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=drivers)
 
 
+def gdal_message(error) -> str:
+    """GDAL's text of an error on one line. GDAL >= 3.10 spreads many messages over several lines ("...\nMay be
+    caused by: ..."), and every error of ours is one line on stderr, so GDAL's text is folded where it enters one."""
+    return " ".join(str(error).split())
+
+
 def band_scale_offset(band):
     """(scale, offset) that turn a band's stored values into its values (value = raw × scale + offset), or None
     when there are none. GDAL leaves applying them to its callers; QGIS applies them when it reads a layer (and
@@ -214,7 +220,7 @@ class GdalSource(Source):
             try:
                 ds = open_dataset(gdal, path)
             except RuntimeError as e:
-                raise InputError(f"{path} is not a raster GDAL can read ({str(e).strip()})") from None
+                raise InputError(f"{path} is not a raster GDAL can read ({gdal_message(e)})") from None
             if ds is not None and ds.RasterCount == 0 and ds.GetSubDatasets():
                 raise InputError(container_message(path, ds.GetSubDatasets()))
             if ds is None or ds.RasterCount == 0:
@@ -283,7 +289,7 @@ class GdalSource(Source):
                 except (RuntimeError, TypeError, AttributeError, ValueError) as e:
                     raise InputError(
                         f"could not read rows {y + 1}–{y + ch} of {self.path}: the file is truncated or corrupt "
-                        f"(GDAL: {str(e).strip() or 'no data returned'})") from None
+                        f"(GDAL: {gdal_message(e) or 'no data returned'})") from None
                 self._stored_to_values(part, ok, bands)
                 finalize_cube(part, ok, self.extra_nodata)
                 if container is None:

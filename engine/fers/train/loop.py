@@ -8,7 +8,8 @@ Model selection uses the validation loss on held-out background patches only:
 never test ground truth (the reference scripts keep the epoch with the best test
 AUC; SPEC §4 forbids it).
 
-Scale-out is PyTorch's own: under ``torchrun`` (WORLD_SIZE > 1) the trainable module
+Scale-out is PyTorch's own: under ``torchrun`` (WORLD_SIZE > 1; ``fers-torchrun`` is torchrun that also starts
+on a PyTorch built without libuv, as Debian's: ``fers.train.launch``) the trainable module
 runs in DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every rank draws the
 same full batch from the identically seeded sampler and trains on its share, so N
 ranks compute what one process computes with ``micro_batches=N`` (gradient
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import safe_torch_load
+from .launch import tcpstore_without_libuv_if_needed
 from ..errors import Cancelled, ModelError
 from ..feedback import Feedback
 from ..io.atomic import atomic_path
@@ -88,6 +90,9 @@ class Distributed:
                 self.device = f"cuda:{self.local_rank}"
                 torch.cuda.set_device(self.local_rank)
             if not dist.is_initialized():
+                # a process group set up by hand or by another launcher than fers-torchrun, on a PyTorch without
+                # libuv (Debian's): the socket TCPStore, as fers.train.launch explains
+                tcpstore_without_libuv_if_needed()
                 dist.init_process_group("nccl" if self.device.startswith("cuda") else "gloo")
                 self.owns_group = True
 

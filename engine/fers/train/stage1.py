@@ -46,7 +46,7 @@ def train_spectral(sources: Sequence[str], output: str, bands: Union[int, Sequen
         raise InputError("--bands must be given for training (the model's band count), e.g. 100")
     if patch % 8:
         raise InputError(f"patch size must be a multiple of 8 (the FERD network downsamples 3×), got {patch}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     output = os.path.abspath(output)
     if not os.path.isdir(os.path.dirname(output)):
         raise InputError(f"output folder does not exist: {os.path.dirname(output)}")

@@ -92,7 +92,7 @@ def train_spatial(sources: Sequence[str], output: str, teacher: str, bands: Unio
                          f"{MIN_SIZE}×), got {patch}")
     if batch < 1:
         raise InputError(f"batch must be at least 1, got {batch}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, feedback)
     output = os.path.abspath(output)
     if not os.path.isdir(os.path.dirname(output)):
         raise InputError(f"output folder does not exist: {os.path.dirname(output)}")
