@@ -196,7 +196,9 @@ def check_samples(gdal, ds, path: str) -> None:
 
 def signed_byte_bands(gdal, ds) -> set:
     """0-based bands of GDAL's Byte type flagged signed (``PIXELTYPE=SIGNEDBYTE``, GDAL < 3.7's Int8), which QGIS
-    shows as -128..127."""
+    shows as -128..127. GDAL >= 3.7 reads them as Int8 itself, and warns when PIXELTYPE is asked for."""
+    if hasattr(gdal, "GDT_Int8"):
+        return set()
     return {i for i in range(ds.RasterCount)
             if ds.GetRasterBand(i + 1).DataType == gdal.GDT_Byte
             and ds.GetRasterBand(i + 1).GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"}
