@@ -346,7 +346,7 @@ def _vrt_missing_source(tmp, warped):
     return str(path)
 
 
-@pytest.mark.parametrize("warped,message", [(True, "is not a raster GDAL can read"), (False, "could not read band 1")])
+@pytest.mark.parametrize("warped,message", [(True, "is not a raster GDAL can read"), (False, "could not read rows 1")])
 def test_a_gdal_message_over_several_lines_stays_one_line(tmp_path, warped, message):
     out = tmp_path / "out" / "map.tif"
     out.parent.mkdir()

@@ -274,7 +274,7 @@ def test_without_dask_one_line_says_how_to_install(crops, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--workers", "0"], "--workers must be at least 1"),
     (["--objects", "--objects-crs", "EPSG:none"], "is not a CRS GDAL knows"),
-    (["--objects", "--threshold-percentile", "120"], "the threshold percentile must be in [0, 100)"),
+    (["--objects", "--threshold-percentile", "120"], "must be in [0, 100), got 120"),
     (["--rx-trim", "0.9"], "trim"),
     (["MISSING"], "no such file or folder: MISSING"),
     (["--scheduler", "nofile.json"], "neither a scheduler file nor an address like tcp://HOST:8786"),
