@@ -98,6 +98,7 @@ def test_the_bundled_models_are_rebuilt_exactly_on_the_plain_cpu_path_too():
                        env=dict(os.environ, ATEN_CPU_CAPABILITY="default"))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
-    assert lines[0] == "DEFAULT"
+    # "NO": a torch built without CPU dispatch (Debian's) has only the plain path, which the line below then checks
+    assert lines[0] in ("DEFAULT", "NO")
     m = load_model("fers-aviris-100")  # this process: the vectorised path where the CPU has it
     assert float(lines[1]) == m.spa.backbone.layer3[5].conv2.weight.double().sum().item()
