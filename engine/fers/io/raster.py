@@ -196,12 +196,15 @@ def check_samples(gdal, ds, path: str) -> None:
 
 def signed_byte_bands(gdal, ds) -> set:
     """0-based bands of GDAL's Byte type flagged signed (``PIXELTYPE=SIGNEDBYTE``, GDAL < 3.7's Int8), which QGIS
-    shows as -128..127. GDAL >= 3.7 reads them as Int8 itself, and warns when PIXELTYPE is asked for."""
-    if hasattr(gdal, "GDT_Int8"):
-        return set()
-    return {i for i in range(ds.RasterCount)
-            if ds.GetRasterBand(i + 1).DataType == gdal.GDT_Byte
-            and ds.GetRasterBand(i + 1).GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"}
+    shows as -128..127. GDAL >= 3.7 still flags such files so but prints a deprecation warning on stderr when
+    PIXELTYPE is asked for, which would break the one-line output: asked for quietly."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        return {i for i in range(ds.RasterCount)
+                if ds.GetRasterBand(i + 1).DataType == gdal.GDT_Byte
+                and ds.GetRasterBand(i + 1).GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"}
+    finally:
+        gdal.PopErrorHandler()
 
 
 def as_signed_bytes(band: np.ndarray) -> None:
