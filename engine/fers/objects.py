@@ -162,7 +162,8 @@ def check_objects_path(path: str) -> str:
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import apply_georef, collected_errors, gdal_exceptions, gdal_message, write_error
+    from .io.raster import (apply_georef, collected_errors, exceptions_off, gdal_exceptions, gdal_message,
+                            raise_write_failure, write_error)
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -191,15 +192,9 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
                 ds.FlushCache()
             except RuntimeError as e:  # not raised here: the exception would keep the dataset open (io.raster)
                 failure = write_error(path, e, errors)
-            gdal.DontUseExceptions()
-            try:
+            with exceptions_off(gdal):
                 ds = band = None
-            finally:
-                gdal.UseExceptions()
-        if failure is None and errors:
-            failure = write_error(path, errors[0], errors)
-        if failure is not None:
-            raise failure
+        raise_write_failure(path, failure, errors)
     return path
 
 

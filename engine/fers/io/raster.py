@@ -528,15 +528,27 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
                 ds.FlushCache()
             except RuntimeError as e:
                 failure = write_error(path, e, errors)
-        # close and flush (a band keeps its dataset open) with exceptions off: the binding would raise in the
-        # destructor, which Python can only print; the errors go to ``errors`` instead
-        gdal.DontUseExceptions()
-        try:
+        with exceptions_off(gdal):
             ds = band = None
-        finally:
-            gdal.UseExceptions()
-        if failure is None and errors:
-            failure = write_error(path, errors[0], errors)
-        if failure is not None:
-            raise failure
+        raise_write_failure(path, failure, errors)
     return path
+
+
+@contextlib.contextmanager
+def exceptions_off(gdal):
+    """Close and flush a written dataset (drop its last references inside this block; a band keeps its dataset
+    open) with GDAL's exceptions off: the binding would raise in the destructor, which Python can only print;
+    the errors go to ``collected_errors`` instead."""
+    gdal.DontUseExceptions()
+    try:
+        yield
+    finally:
+        gdal.UseExceptions()
+
+
+def raise_write_failure(path: str, failure, errors) -> None:
+    """Raise the failure of a write, or the first error GDAL reported while closing it, if any."""
+    if failure is None and errors:
+        failure = write_error(path, errors[0], errors)
+    if failure is not None:
+        raise failure
