@@ -463,6 +463,22 @@ def install_signal_handlers() -> None:
             signal.signal(sig, _terminate)
 
 
+# the commands that never load torch (the others do, and load it before their signal handlers are set)
+NO_TORCH_COMMANDS = frozenset({"evaluate", "info"})
+
+
+def _load_torch_before_handlers() -> None:
+    """Some torch builds take SIGHUP when torch is loaded: Debian's links UCX, which claims SIGHUP (its
+    ``UCX_DEBUG_SIGNO``) for itself at load, so a run killed by a closed terminal kept running and wrote its
+    output. torch is loaded here, once, and our handlers are set again after it; a missing torch is left to the
+    command's own one-line message."""
+    try:
+        import torch  # noqa: F401  (loaded for its side effect on the signal handlers)
+    except ImportError:
+        return
+    install_signal_handlers()
+
+
 def main(argv=None) -> int:
     from .errors import DISK_FULL, disk_full_message
 
@@ -471,6 +487,8 @@ def main(argv=None) -> int:
     install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
+        if args.command not in NO_TORCH_COMMANDS:
+            _load_torch_before_handlers()
         # under torchrun only rank 0 reports (every rank runs the same command)
         fb = ConsoleFeedback(quiet=args.quiet or int(os.environ.get("RANK", "0")) > 0)
         from .io.guard import set_network_allowed

@@ -162,8 +162,8 @@ def check_objects_path(path: str) -> str:
 
 def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Threshold, metadata: Optional[dict] = None) -> str:
     """Byte GeoTIFF: 1 = anomalous, 0 = not, 255 = nodata; a colour table shows anomalies in red."""
-    from .io.raster import (apply_georef, collected_errors, exceptions_off, gdal_exceptions, gdal_message,
-                            raise_write_failure, write_error)
+    from .io.raster import (NativeStderr, apply_georef, collected_errors, exceptions_off, gdal_exceptions,
+                            gdal_message, raise_write_failure, write_error)
 
     path = check_mask_path(path)
     arr = np.where(valid, mask.astype(np.uint8), np.uint8(MASK_NODATA)).astype(np.uint8)
@@ -186,7 +186,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
         band.SetRasterColorTable(ct)
         band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
         failure = None
-        with collected_errors(gdal) as errors:
+        with collected_errors(gdal) as errors, NativeStderr() as native:
             try:
                 band.WriteArray(arr)
                 ds.FlushCache()
@@ -194,7 +194,7 @@ def write_mask(path: str, mask: np.ndarray, valid: np.ndarray, georef, th: Thres
                 failure = write_error(path, e, errors)
             with exceptions_off(gdal):
                 ds = band = None
-        raise_write_failure(path, failure, errors)
+        raise_write_failure(path, failure, errors, native)
     return path
 
 

@@ -390,3 +390,36 @@ def test_an_extent_scores_only_the_window_it_touches_on_the_same_grid(tmp_path):
             detect(scene, None, strategy="none", device="cpu", extent=bad)
     with pytest.raises(InputError, match="carries no georeferencing: an extent cannot be placed on it"):
         detect(os.path.join(RAW, "abu-airport-2.mat"), None, strategy="none", device="cpu", extent=extent)
+
+
+def test_what_c_libraries_print_during_a_write_is_kept_aside():
+    """GDAL 3.10 with Debian 13's libtiff prints '_tiffWriteProc: File too large.' straight on fd 2 beside
+    GDAL's own error: the writers keep fd 2 aside, read the reason from it, and print it only if the write
+    succeeded. Checked in a child process, on its real fd 2."""
+    import subprocess
+    import sys
+
+    code = r"""
+import os, sys
+from fers.errors import OutputError
+from fers.io.raster import NativeStderr, raise_write_failure
+with NativeStderr() as ok:
+    os.write(2, b"a C warning\n")
+    print("python's own line", file=sys.stderr)
+raise_write_failure("m.tif", None, [], ok)          # success: replayed, in order
+with NativeStderr() as bad:
+    os.write(2, b"_tiffWriteProc: File too large.\n")
+try:
+    raise_write_failure("m.tif", OutputError("writing m.tif failed: TIFFAppendToStrip:Write error"), [], bad)
+except OutputError as e:
+    print("error:", e)
+with NativeStderr() as outer, NativeStderr() as inner:   # one capture at a time: the inner one captures nothing
+    os.write(2, b"nested\n")
+print(len(outer.lines), len(inner.lines))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["a C warning", "python's own line"], r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("error: no space left on the disk of m.tif"), out
+    assert out[1] == "1 0", out

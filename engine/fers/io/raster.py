@@ -496,41 +496,42 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
         h, w = bands[0].shape
         opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
         ds = band = failure = None
-        # no raise inside an except block here: GDAL's exception keeps the binding's frame, and with it the
-        # dataset, alive until the error is printed, and the dataset's close then prints raw 'ERROR 1:' lines
-        try:
-            ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
-        except RuntimeError as e:
-            failure = write_error(path, e, errors, "creating")
-        if failure is None:
-            apply_georef(gdal, ds, georef)
-            for key, value in (metadata or {}).items():
-                ds.SetMetadataItem(str(key), str(value))
-        for i, arr in enumerate(bands if failure is None else ()):
-            if feedback is not None and feedback.cancelled():
-                failure = Cancelled()
-                break
-            band = ds.GetRasterBand(i + 1)
-            if nodata is not None:
-                band.SetNoDataValue(float(nodata))
-            if i < len(band_names):
-                band.SetDescription(band_names[i])
-            if band_metadata and i < len(band_metadata):
-                for key, value in band_metadata[i].items():
-                    band.SetMetadataItem(str(key), str(value))
+        with NativeStderr() as native:
+            # no raise inside an except block here: GDAL's exception keeps the binding's frame, and with it the
+            # dataset, alive until the error is printed, and the dataset's close then prints raw 'ERROR 1:' lines
             try:
-                band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
+                ds = gdal.GetDriverByName("GTiff").Create(tmp, w, h, len(bands), gdal.GDT_Float32, opts)
             except RuntimeError as e:
-                failure = write_error(path, e, errors)
-                break
-        if failure is None:
-            try:
-                ds.FlushCache()
-            except RuntimeError as e:
-                failure = write_error(path, e, errors)
-        with exceptions_off(gdal):
-            ds = band = None
-        raise_write_failure(path, failure, errors)
+                failure = write_error(path, e, errors, "creating")
+            if failure is None:
+                apply_georef(gdal, ds, georef)
+                for key, value in (metadata or {}).items():
+                    ds.SetMetadataItem(str(key), str(value))
+            for i, arr in enumerate(bands if failure is None else ()):
+                if feedback is not None and feedback.cancelled():
+                    failure = Cancelled()
+                    break
+                band = ds.GetRasterBand(i + 1)
+                if nodata is not None:
+                    band.SetNoDataValue(float(nodata))
+                if i < len(band_names):
+                    band.SetDescription(band_names[i])
+                if band_metadata and i < len(band_metadata):
+                    for key, value in band_metadata[i].items():
+                        band.SetMetadataItem(str(key), str(value))
+                try:
+                    band.WriteArray(np.ascontiguousarray(arr, dtype=np.float32))
+                except RuntimeError as e:
+                    failure = write_error(path, e, errors)
+                    break
+            if failure is None:
+                try:
+                    ds.FlushCache()
+                except RuntimeError as e:
+                    failure = write_error(path, e, errors)
+            with exceptions_off(gdal):
+                ds = band = None
+        raise_write_failure(path, failure, errors, native)
     return path
 
 
@@ -546,9 +547,84 @@ def exceptions_off(gdal):
         gdal.UseExceptions()
 
 
-def raise_write_failure(path: str, failure, errors) -> None:
-    """Raise the failure of a write, or the first error GDAL reported while closing it, if any."""
+class NativeStderr:
+    """What C libraries print straight on the process's stderr (fd 2) inside a ``with`` block, kept aside.
+
+    GDAL routes most of libtiff's messages through its error handler (``collected_errors``), but not all: with
+    the system libtiff of current distributions (GDAL 3.10 on Debian 13) a failed write also prints
+    ``_tiffWriteProc: File too large.`` (or ``No space left on device.``) itself, a second raw line beside
+    our one-line error, and that line is the only one that says why. The block's fd-2 output goes to a
+    temporary file; ``raise_write_failure`` reads it for the reason and drops it when the write failed, and
+    replays it on stderr when the write succeeded (nothing printed is lost, only delayed). One capture at a
+    time (fd 2 is the process's): a concurrent writer, or a process without a usable fd 2 (a GUI on
+    Windows), writes uncaptured."""
+
+    _busy = __import__("threading").Lock()
+
+    def __init__(self):
+        self.lines: list = []
+        self._saved = self._file = None
+        self._held = False
+
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        self._held = NativeStderr._busy.acquire(blocking=False)
+        if not self._held:
+            return self
+        try:
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except (OSError, ValueError, AttributeError):
+            self._close()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import sys
+
+        if self._saved is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(self._saved, 2)
+            self._file.seek(0)
+            self.lines = self._file.read().decode("utf-8", "replace").splitlines()
+        self._close()
+        if exc_type is not None:  # not a failed write that we report: nothing printed is lost
+            self.replay()
+        return False
+
+    def _close(self):
+        if self._saved is not None:
+            os.close(self._saved)
+        if self._file is not None:
+            self._file.close()
+        if self._held:
+            NativeStderr._busy.release()
+        self._saved = self._file = None
+        self._held = False
+
+    def replay(self) -> None:
+        import sys
+
+        for line in self.lines:
+            print(line, file=sys.stderr)
+
+
+def raise_write_failure(path: str, failure, errors, native: Optional[NativeStderr] = None) -> None:
+    """Raise the failure of a write, or the first error GDAL reported while closing it, if any. What the C
+    libraries printed meanwhile (``native``) gives the reason when GDAL's own text does not (a full disk), and is
+    otherwise dropped on failure and replayed on success."""
+    from ..errors import disk_full_message, is_disk_full
+
     if failure is None and errors:
         failure = write_error(path, errors[0], errors)
-    if failure is not None:
-        raise failure
+    if failure is None:
+        if native is not None:
+            native.replay()
+        return
+    if native is not None and isinstance(failure, OutputError) and any(is_disk_full(t) for t in native.lines):
+        failure = OutputError(disk_full_message(path=path))
+    raise failure
