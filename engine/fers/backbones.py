@@ -183,7 +183,7 @@ def load_weights_file(path: str, what: str = "checkpoint") -> dict:
     (the FERS authors' layout). Every failure becomes a ModelError that says
     which file and what to do.
     """
-    from .checkpoint import safe_torch_load
+    from .io.weights import safe_torch_load
 
     obj = safe_torch_load(path, what)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -95,17 +95,3 @@ def resolve_model_path(model: str, folder: Optional[str] = None) -> str:
     where = folder or models_dir()
     listed = f"bundled models: {', '.join(names)}" if names else f"no bundled models in {where}"
     raise ModelError(f"model not found: {model} (neither a file or folder, nor a bundled model name; {listed})")
-
-
-def model_bands(path: str) -> Optional[int]:
-    """The band count of a bundled model (our checkpoint's metadata, or the authors' CWL), None if unreadable.
-    Our files are only read, not built into networks (a format-2 file would draw its frozen backbone)."""
-    from .checkpoint import load_model, read_checkpoint
-    from .errors import FersError
-
-    try:
-        if os.path.isfile(path):
-            return int(read_checkpoint(path)["meta"]["bands"])
-        return int(load_model(path).bands)
-    except (FersError, KeyError, TypeError, ValueError):
-        return None

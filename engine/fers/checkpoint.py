@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -30,48 +28,13 @@ from . import __version__
 from .errors import ModelError
 from .io.atomic import atomic_path
 from .io.paths import check_outputs
+from .io.weights import safe_torch_load  # noqa: F401  (also fers.checkpoint.safe_torch_load, as before)
 
 FORMAT = "fers-checkpoint"
 # 2: the Spa-FEN's frozen random convolutions may be stored as their seed ("frozen_backbone"); files without
 # that record are still written as format 1, which every earlier engine reads
 FORMAT_VERSION = 2
 KINDS = ("spe-fen", "stage1", "fers")
-
-
-def safe_torch_load(path: str, what: str = "checkpoint"):
-    """``torch.load(weights_only=True)`` with every failure turned into a ModelError naming the file.
-
-    Checkpoints travel between people; a full unpickle would run whatever code the
-    file names, so anything beyond tensors and plain containers is refused.
-    """
-    from .errors import InputError
-    from .io.guard import require_regular
-    from .memory import check_bytes
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelError(f"{what} not found: {path}")
-    if os.path.isdir(path):
-        raise ModelError(f"{what} is a folder, not a weights file: {path}")
-    try:
-        require_regular(path, what)  # a FIFO or a device would block the load, or feed it for ever
-        # weights are read whole: a file larger than the memory left is refused before it is read
-        check_bytes(1.2 * os.path.getsize(path), f"{what} {os.path.basename(path)}", "free memory; nothing was read")
-    except InputError as e:
-        raise ModelError(str(e)) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
-            raise ModelError(
-                f"{what} {path} holds Python objects other than tensors (or is not a PyTorch weights file); "
-                "loading it would execute code stored in the file, so it is refused for safety. "
-                "Re-save it as a plain state dict: torch.save(model.state_dict(), path)") from None
-        raise ModelError(f"{what} {path} is corrupt or not a PyTorch weights file ({e})") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError, TypeError) as e:
-        # truncated downloads end here: the zip central directory is at the end of the file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{what} {path} is truncated, corrupt or not a PyTorch weights file ({first[:200]})") from None
 
 
 def save_checkpoint(path: str, kind: str, meta: dict, frozen_backbone: Optional[dict] = None, **states) -> str:

@@ -10,22 +10,7 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError
 from .atomic import atomic_path
-from .source import Source, finalize_cube
-
-
-@dataclass
-class Georef:
-    """Where the pixels are: CRS as WKT and the GDAL geotransform (None if unknown)."""
-
-    crs_wkt: Optional[str] = None
-    geotransform: Optional[tuple] = None
-    # a raster placed by ground control points alone (no geotransform): (x, y, z, pixel, line) each, and their CRS
-    gcps: tuple = ()
-    gcp_wkt: Optional[str] = None
-
-    @property
-    def known(self) -> bool:
-        return bool(self.crs_wkt) or self.geotransform is not None or bool(self.gcps)
+from .source import Georef, Source, finalize_cube  # noqa: F401  (Georef: also fers.io.raster.Georef)
 
 
 def read_georef(ds) -> Georef:

@@ -12,8 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .raster import Georef
-from .source import Source, finalize_cube
+from .source import Georef, Source, finalize_cube
 
 RESEARCH_EXTENSIONS = (".mat", ".npy")
 GT_KEYS = ("map", "gt", "groundtruth", "ground_truth", "mask")
@@ -182,7 +181,7 @@ def _check_mat_fits(path: str, headers: dict) -> None:
                 "use a smaller file, or free memory; nothing was decoded")
 
 
-def _read_mat(path: str) -> dict:
+def read_mat(path: str) -> dict:
     """All numeric arrays of a .mat file, in MATLAB's (row, col, ...) orientation; refused before decoding if
     they would not fit in memory."""
     from .guard import require_regular
@@ -272,7 +271,7 @@ def _as_cube(arrays: dict, variable: Optional[str], path: str) -> tuple:
     return key, a.T.reshape(cols, rows, bands).transpose(1, 0, 2)
 
 
-def _find_gt(arrays: dict, key: str, shape: tuple) -> Optional[np.ndarray]:
+def find_ground_truth(arrays: dict, key: str, shape: tuple) -> Optional[np.ndarray]:
     candidates = list(GT_KEYS) + [f"{key}_gt"] + [k for k in arrays if k.lower().endswith("_gt")]
     lower = {k.lower(): k for k in arrays}
     for c in candidates:
@@ -300,9 +299,9 @@ class ArraySource(Source):
     def from_file(cls, path: str, variable: Optional[str] = None) -> "ArraySource":
         if path.lower().endswith(".npy"):
             return cls(path, load_npy(path))
-        arrays = _read_mat(path)
+        arrays = read_mat(path)
         key, hwb = _as_cube(arrays, variable, path)
-        return cls(path, hwb, _find_gt(arrays, key, hwb.shape[:2]), key)
+        return cls(path, hwb, find_ground_truth(arrays, key, hwb.shape[:2]), key)
 
     def read(self, bands: Sequence[int], window=None):
         x0, y0, w, h = window or (0, 0, self.width, self.height)
@@ -312,52 +311,6 @@ class ArraySource(Source):
 
     def ground_truth(self):
         return None if self._gt is None else np.asarray(self._gt)
-
-
-def load_ground_truth(path: str, variable: Optional[str] = None, band: int = 1) -> tuple:
-    """Binary anomaly mask from a raster, a .png (HAD100: second colour channel) or a .mat.
-
-    Returns ``(mask bool (rows, cols), valid bool (rows, cols))``. Any value > 0 is an
-    anomaly (ABU uses 1, PNG masks 255).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"ground truth not found: {path}")
-    if path.lower().endswith(".mat"):
-        arrays = _read_mat(path)
-        if variable:
-            if variable not in arrays:
-                raise InputError(f"{path} has no variable '{variable}'")
-            gt = arrays[variable]
-        else:
-            two_d = {k: v for k, v in arrays.items() if v.ndim == 2}
-            lower = {k.lower(): k for k in two_d}
-            hit = [lower[k] for k in GT_KEYS if k in lower] + [k for k in two_d if k.lower().endswith("_gt")]
-            if not hit and len(two_d) == 1:
-                hit = list(two_d)
-            if not hit:
-                raise InputError(f"{path}: no ground-truth variable found (looked for {', '.join(GT_KEYS)}); use --gt-variable")
-            gt = two_d[hit[0]]
-        gt = np.asarray(gt)
-        return gt > 0, np.isfinite(gt) if gt.dtype.kind == "f" else np.ones(gt.shape, bool)
-    if path.lower().endswith(".npy"):
-        gt = load_npy(path, "ground truth")
-        if gt.ndim != 2:
-            raise InputError(f"ground truth {path} must be 2-D (rows, cols), got shape {gt.shape}")
-        return np.asarray(gt > 0), np.isfinite(gt) if gt.dtype.kind == "f" else np.ones(gt.shape, bool)
-    if path.lower().endswith(".png") and band == 1:
-        band = 2  # HAD100 PNG masks: the anomaly mask is the second colour channel
-    from .raster import GdalSource
-
-    src = GdalSource(path)
-    if band > src.band_count:
-        band = 1
-    from ..memory import check_bytes
-
-    check_bytes(6.0 * src.width * src.height, f"the {src.width}×{src.height} px ground truth {os.path.basename(path)}",
-                "give a ground truth of the map's size; nothing was read")
-    cube, valid = src.read([band - 1])
-    return cube[0] > 0, valid
 
 
 def had100_scenes(root: str, sensor: str = "aviris_ng", split: str = "test") -> list:

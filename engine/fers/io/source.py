@@ -2,11 +2,27 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+
+
+@dataclass
+class Georef:
+    """Where the pixels are: CRS as WKT and the GDAL geotransform (None if unknown)."""
+
+    crs_wkt: Optional[str] = None
+    geotransform: Optional[tuple] = None
+    # a raster placed by ground control points alone (no geotransform): (x, y, z, pixel, line) each, and their CRS
+    gcps: tuple = ()
+    gcp_wkt: Optional[str] = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.crs_wkt) or self.geotransform is not None or bool(self.gcps)
 
 
 class Source:
@@ -135,33 +151,3 @@ def parse_nodata(text) -> tuple:
             except ValueError:
                 raise InputError(f"'{part}' is not a no-data value or range (e.g. 0, -9999 or 0:10)") from None
     return nodata_ranges(out)
-
-
-def open_source(path: str, variable: Optional[str] = None, nodata=None, file_nodata: bool = True) -> Source:
-    """Open a hyperspectral scene from any supported format. ``nodata``: values or (lo, hi) ranges that are no
-    data too, beyond what the file declares (``nodata_ranges``). ``file_nodata`` False reads the value the
-    file declares as nodata as data (a tag that is wrong for this file; QGIS's unticked "No data value")."""
-    src = _open(path, variable)
-    if not file_nodata:
-        src.ignore_file_nodata()
-    src.extra_nodata = nodata_ranges(nodata)
-    return src
-
-
-def _open(path: str, variable: Optional[str] = None) -> Source:
-    from .raster import GdalSource
-    from .research import ArraySource, is_research_path
-
-    from .guard import check_input
-
-    path = os.fspath(path)
-    check_input(path, folder_ok=True)  # network, FIFOs, devices, and what a VRT names: before any reader opens it
-    if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi") and ":" not in os.path.basename(path):
-        raise InputError(f"input not found: {path}")
-    if os.path.isdir(path):
-        raise InputError(f"input is a folder, not a raster: {path}")
-    if is_research_path(path):
-        return ArraySource.from_file(path, variable)
-    if variable:
-        raise InputError("--variable only applies to .mat files")
-    return GdalSource(path)

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..checkpoint import safe_torch_load
+from ..io.weights import safe_torch_load
 from .launch import tcpstore_without_libuv_if_needed
 from ..errors import Cancelled, ModelError
 from ..feedback import Feedback
