@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
+from .detect import working_bytes
 from .device import full_fp32, resolve_device
 from .errors import InputError, ModelError
 from .feedback import Feedback
@@ -275,16 +276,7 @@ def read_scene(src, plan: BandPlan, extent, job: str, feedback: Feedback, detect
                       f"{src.width}×{src.height} px)")
     width, height = window[2:] if window else (src.width, src.height)
     bands = max(len(plan.indices), plan.band_count)
-    extra = 0.0
-    if detector == "rx-dual":
-        from .detect.classic import dual_window_bytes
-
-        extra = dual_window_bytes(bands, width)
-    elif detector == "autoad":
-        from .detect.autoad import autoad_bytes
-
-        extra = autoad_bytes(bands, height, width)
-    check_fits(bands, height, width, job, feedback, extra)
+    check_fits(bands, height, width, job, feedback, working_bytes(detector, bands, height, width))
     cube, valid = plan.read(src, window)
     require_valid(src, plan.indices, valid, window)
     return cube, valid, window_georef(src.georef, window)
