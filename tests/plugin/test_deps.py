@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, VENV_BIN
 
 sys.path.insert(0, REPO)
 from fers_qgis import deps  # noqa: E402
@@ -250,7 +250,7 @@ def test_copy_diagnostics_says_what_a_bug_report_needs():
     if torch_hidden():
         assert "torch: - [missing]" in text
     # with torch (the venv), its version and CUDA's state
-    v = subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "fers_qgis.deps", "diagnostics"],
+    v = subprocess.run([os.path.join(VENV_BIN, "python"), "-m", "fers_qgis.deps", "diagnostics"],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert re.search(r"torch: 2\.\d+\.\d+\S* \[ok\]", v.stdout), v.stdout + v.stderr
     assert "CUDA: available: " in v.stdout
