@@ -538,12 +538,18 @@ def write_error(path: str, error, errors=(), what: str = "writing") -> OutputErr
 
 def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef], nodata: Optional[float],
                  band_names: Sequence[str] = (), metadata: Optional[dict] = None,
-                 band_metadata: Optional[Sequence[dict]] = None, feedback=None) -> str:
+                 band_metadata: Optional[Sequence[dict]] = None, feedback=None, overview: str = "average") -> str:
     """Write float32 bands as a tiled, compressed GeoTIFF, atomically.
 
     The file appears under ``path`` only once complete: it is written to a hidden
     temporary name in the same folder and renamed, so an error or cancel never
     leaves a half-written map that QGIS would happily display.
+
+    A raster of ``OVERVIEW_MIN_SIDE`` px or more on a side gets internal overviews (``overview_factors``),
+    written into the temporary before the rename like the rest (QGIS draws a 2048² map without them slowly,
+    reading every pixel at every zoom). ``overview``: "max" (score maps: each overview pixel is the highest
+    valid score it covers, so an anomaly of one pixel stays visible zoomed out; ``max_pool2``) or "average"
+    (GDAL's, nodata-aware).
     """
     path = check_output_path(path)
     with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal, collected_errors(gdal) as errors:
@@ -577,6 +583,11 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
             except RuntimeError as e:
                 failure = write_error(path, e, errors)
                 break
+        if failure is None and overview_factors(w, h):
+            try:
+                write_overviews(gdal, ds, bands, nodata, overview)
+            except RuntimeError as e:
+                failure = write_error(path, e, errors)
         if failure is None:
             try:
                 ds.FlushCache()
@@ -586,6 +597,53 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
             ds = band = None
         raise_write_failure(path, failure, errors)
     return path
+
+
+# rasters this large on a side get overviews; smaller ones draw fast enough from their full resolution
+OVERVIEW_MIN_SIDE = 1024
+
+
+def overview_factors(width: int, height: int) -> list:
+    """Overview levels (2, 4, 8, ...) of a raster of ``OVERVIEW_MIN_SIDE`` px or more on a side, down to the
+    first whose longer side is at most 256 px (one tile), as ``gdaladdo`` chooses by default; [] below."""
+    if max(width, height) < OVERVIEW_MIN_SIDE:
+        return []
+    out, f = [], 2
+    while True:
+        out.append(f)
+        if -(-max(width, height) // f) <= 256:
+            return out
+        f *= 2
+
+
+def max_pool2(a: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+    """The next overview level of ``a``: each pixel the largest valid value of its 2×2 block (GDAL's own
+    overview sizes, ceil(n / 2), the last row and column alone where odd); nodata where none is valid. GDAL
+    3.6's overview resamplings have no maximum (nearest drops most one-pixel anomalies, average dilutes
+    them)."""
+    h, w = a.shape
+    bad = ~np.isfinite(a) if nodata is None or np.isnan(nodata) else (a == np.float32(nodata)) | ~np.isfinite(a)
+    m = np.full((h + h % 2, w + w % 2), -np.inf, dtype=np.float32)
+    m[:h, :w] = np.where(bad, -np.inf, a)
+    out = m.reshape(m.shape[0] // 2, 2, m.shape[1] // 2, 2).max(axis=(1, 3))
+    out[out == -np.inf] = np.nan if nodata is None else nodata
+    return out
+
+
+def write_overviews(gdal, ds, bands, nodata, overview: str) -> None:
+    """Internal overviews of a dataset being written (``write_raster``): "max" pooled here from the bands in
+    memory and written into overview levels GDAL creates empty ("NONE"), else GDAL's nodata-aware average."""
+    factors = overview_factors(ds.RasterXSize, ds.RasterYSize)
+    if overview != "max":
+        ds.BuildOverviews("AVERAGE", factors)
+        return
+    ds.BuildOverviews("NONE", factors)
+    for i, arr in enumerate(bands):
+        level = np.asarray(arr, dtype=np.float32)
+        band = ds.GetRasterBand(i + 1)
+        for k in range(len(factors)):
+            level = max_pool2(level, nodata)
+            band.GetOverview(k).WriteArray(level)
 
 
 @contextlib.contextmanager
