@@ -154,9 +154,11 @@ bench-io: venv
 	nice $(PY) bench/bench_io.py $(if $(SIZE),--sizes $(SIZE)) $(BENCH_IO_ARGS)
 
 # seconds and peak RSS for 256²…2048² × 200 bands (fusion B and RX alone), GFLOP/s against a plain matmul,
-# tiled vs whole-image maps on the paper set
+# tiled vs whole-image maps on the paper set; each strategy against the counted compute limit + one read;
+# plain RX against Spectral Python's on three GeoTIFF layouts (bench/peers.py)
 bench-speed: venv
-	$(PY) bench/bench_speed.py
+	$(PY) bench/bench_speed.py $(BENCH_SPEED_ARGS)
+	nice $(PY) bench/peers.py
 
 # fers batch on Dask over every evaluation scene (as GeoTIFFs) against fers detect in a loop: scenes/min for 1 and 2
 # workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals
