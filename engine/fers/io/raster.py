@@ -538,18 +538,18 @@ def write_error(path: str, error, errors=(), what: str = "writing") -> OutputErr
 
 def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef], nodata: Optional[float],
                  band_names: Sequence[str] = (), metadata: Optional[dict] = None,
-                 band_metadata: Optional[Sequence[dict]] = None, feedback=None, overview: str = "average") -> str:
+                 band_metadata: Optional[Sequence[dict]] = None, feedback=None, overview: Optional[str] = None) -> str:
     """Write float32 bands as a tiled, compressed GeoTIFF, atomically.
 
     The file appears under ``path`` only once complete: it is written to a hidden
     temporary name in the same folder and renamed, so an error or cancel never
     leaves a half-written map that QGIS would happily display.
 
-    A raster of ``OVERVIEW_MIN_SIDE`` px or more on a side gets internal overviews (``overview_factors``),
-    written into the temporary before the rename like the rest (QGIS draws a 2048² map without them slowly,
-    reading every pixel at every zoom). ``overview``: "max" (score maps: each overview pixel is the highest
-    valid score it covers, so an anomaly of one pixel stays visible zoomed out; ``max_pool2``) or "average"
-    (GDAL's, nodata-aware).
+    With ``overview`` ("max" or "average"), a raster of ``OVERVIEW_MIN_SIDE`` px or more on a side gets
+    internal overviews (``overview_factors``), written into the temporary before the rename like the rest
+    (QGIS draws a 2048² map without them slowly, reading every pixel at every zoom): "max" for score maps
+    (each overview pixel the highest valid score it covers, so an anomaly of one pixel stays visible zoomed
+    out; ``max_pool2``), "average" GDAL's nodata-aware average. None (enhanced cubes): none, as before.
     """
     path = check_output_path(path)
     with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal, collected_errors(gdal) as errors:
@@ -583,7 +583,7 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
             except RuntimeError as e:
                 failure = write_error(path, e, errors)
                 break
-        if failure is None and overview_factors(w, h):
+        if failure is None and overview and overview_factors(w, h):
             try:
                 write_overviews(gdal, ds, bands, nodata, overview)
             except RuntimeError as e:
