@@ -147,14 +147,18 @@ bench: venv
 		--model fers-aviris-100 --model fers-aviris-200 --device cpu --no-plots --out $(ROOT)/bench/out/strategies
 
 # reading a 512² and a 2048² × 200 cube in every common layout (GeoTIFF band/pixel/tiled, ENVI BSQ/BIL/BIP,
-# netCDF, HDF5): the engine's read against one GDAL call, seconds and peak RSS; BENCH_IO_ARGS="--sizes 512"
+# netCDF, HDF5): the engine's read against one GDAL call, seconds and peak RSS; SIZE=2048 (or 512) for one size,
+# BENCH_IO_ARGS="--layouts hdf5 --repeat 9" for more
+SIZE ?=
 bench-io: venv
-	nice $(PY) bench/bench_io.py $(BENCH_IO_ARGS)
+	nice $(PY) bench/bench_io.py $(if $(SIZE),--sizes $(SIZE)) $(BENCH_IO_ARGS)
 
 # seconds and peak RSS for 256²…2048² × 200 bands (fusion B and RX alone), GFLOP/s against a plain matmul,
-# tiled vs whole-image maps on the paper set
+# tiled vs whole-image maps on the paper set; each strategy against the counted compute limit + one read;
+# plain RX against Spectral Python's on three GeoTIFF layouts (bench/peers.py)
 bench-speed: venv
-	$(PY) bench/bench_speed.py
+	$(PY) bench/bench_speed.py $(BENCH_SPEED_ARGS)
+	nice $(PY) bench/peers.py
 
 # fers batch on Dask over every evaluation scene (as GeoTIFFs) against fers detect in a loop: scenes/min for 1 and 2
 # workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals

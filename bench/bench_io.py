@@ -8,10 +8,12 @@ band decompresses every chunk once per band). Then, alternating, each in a fresh
 is its figure: the engine's read of all bands (``fers.io.open_source(...).read``), and one library call that
 reads the same pixels (GDAL's ``Dataset.ReadAsArray()``; for the containers GDAL's multidimensional
 ``MDArray.ReadAsArray()``, one H5Dread: GDAL's raster view of them reads band by band and takes minutes
-here). Printed: seconds (wall, best of ``--repeat``; CPU seconds too, steadier on a shared machine), the
-ratio ours / one call, peak RSS and whether both reads returned the same values (CRC of the bytes).
+here). Printed: seconds (wall, median of ``--repeat`` alternating runs, each side first in turn; CPU seconds too, steadier on a shared
+machine), the median of each repetition's ratio ours / one call (the two reads of a repetition run back to back,
+so a burst of load on the shared machine hits both), peak RSS (the largest of the runs) against the cube's size,
+and whether both reads returned the same values (CRC of the bytes).
 One layout is on disk at a time (``--tmp``, default the system's temporary folder; 2048² × 200 float32 is
-3.4 GB a layout). ``--sizes 512`` for one size, ``--layouts tiled,hdf5`` for some layouts.
+3.4 GB a layout; ``make bench-io SIZE=2048``). ``--sizes 512`` for one size, ``--layouts tiled,hdf5`` for some layouts.
 """
 import argparse
 import json
@@ -112,10 +114,11 @@ def main():
     ap.add_argument("--sizes", nargs="*", type=int, default=[512, 2048])
     ap.add_argument("--bands", type=int, default=200)
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
-    ap.add_argument("--repeat", type=int, default=2, help="alternating runs of each read; the best is printed")
+    ap.add_argument("--repeat", type=int, default=4, help="alternating runs of each read; medians are printed")
     ap.add_argument("--tmp", default=None, help="folder for the rasters (one layout at a time)")
     args = ap.parse_args()
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    print(f"median of {args.repeat} alternating runs each")
     print("| size | layout | ours s | one call s | ours / one | ours CPU s | one call CPU s | ours peak RSS MB | "
           "one call peak RSS MB | cube MB | same values |")
     print("| --- |" * 1 + " --- |" * 10)
@@ -131,16 +134,22 @@ def main():
                 path, (kind, ref) = write_layout(layout, cube, folder)
                 print(f"({layout} {size}² written in {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
                 ours, one = [], []
-                for _ in range(args.repeat):  # alternating, so that both see the same machine and page cache
+                for k in range(args.repeat):  # alternating, so that both see the same machine and page cache
+                    # and in turns first: the first to allocate a cube-sized array after the page cache has
+                    # filled pays the kernel's reclaim (a 3.2 GB array's first touch took 14 s here, 0.7 s next)
+                    if k % 2:
+                        one.append(run_child(kind, ref))
                     ours.append(run_child("ours", path))
-                    one.append(run_child(kind, ref))
+                    if not k % 2:
+                        one.append(run_child(kind, ref))
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            best_o, best_1 = min(ours, key=lambda r: r["seconds"]), min(one, key=lambda r: r["seconds"])
-            cpu_o, cpu_1 = min(r["cpu"] for r in ours), min(r["cpu"] for r in one)
+            med = lambda rs, k: float(np.median([r[k] for r in rs]))  # noqa: E731
+            # the ratio of each repetition (ours and the call beside it saw the same load), then their median
+            ratio = float(np.median([o["seconds"] / r["seconds"] for o, r in zip(ours, one)]))
             same = all(r["crc"] == one[0]["crc"] for r in ours + one)
-            print(f"| {size}² | {LAYOUTS[layout][0]} | {best_o['seconds']:.2f} | {best_1['seconds']:.2f} | "
-                  f"{best_o['seconds'] / best_1['seconds']:.2f} | {cpu_o:.2f} | {cpu_1:.2f} | "
+            print(f"| {size}² | {LAYOUTS[layout][0]} | {med(ours, 'seconds'):.2f} | {med(one, 'seconds'):.2f} | "
+                  f"{ratio:.2f} | {med(ours, 'cpu'):.2f} | {med(one, 'cpu'):.2f} | "
                   f"{max(r['peak_rss_mb'] for r in ours):.0f} | {max(r['peak_rss_mb'] for r in one):.0f} | {mb:.0f} | "
                   f"{'yes' if same else 'NO'} |", flush=True)
         del cube

@@ -456,7 +456,7 @@ def detect(input: str, output: Optional[str], bands: Union[int, Sequence[int], N
         if "window" in info:
             meta["FERS_WINDOW"] = "{} {}".format(*info["window"])
         write_raster(output, [np.where(valid, scores, nodata)], georef, nodata, [band_name], meta,
-                     feedback=feedback)
+                     feedback=feedback, overview="max")
     res = DetectResult(output, scores, valid, idx, strategy, detector, dev, time.perf_counter() - t0, info, georef)
     if products:
         from .objects import products_for_detection

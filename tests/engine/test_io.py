@@ -423,3 +423,49 @@ print(len(outer.lines), len(inner.lines))
     out = r.stdout.splitlines()
     assert out[0].startswith("error: no space left on the disk of m.tif"), out
     assert out[1] == "1 0", out
+
+
+def _block_max(a, f, nodata):
+    """The largest valid value of each f×f block (the last ones partial), NaN where none: the reference for
+    a score map's overview level, by NumPy's nanmax over every block, not by repeated 2×2 pooling."""
+    h, w = a.shape
+    b = np.full((-(-h // f) * f, -(-w // f) * f), np.nan)
+    b[:h, :w] = np.where(a == nodata, np.nan, a)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):  # the nodata corner
+        return np.nanmax(b.reshape(b.shape[0] // f, f, b.shape[1] // f, f), axis=(1, 3))
+
+
+def test_large_score_maps_carry_max_overviews_written_before_the_rename(tmp_path):
+    """A score map of 1024 px or more on a side carries internal overviews (QGIS draws a large map from them),
+    each pixel the highest valid score of the block it covers, so a one-pixel anomaly stays visible zoomed out;
+    a smaller map has none; nothing but the map is left in the folder."""
+    from osgeo import gdal
+
+    from fers.pipeline import detect
+
+    gdal.UseExceptions()
+    tile = mat_scene("abu-airport-2")[0][:, :, :3].astype(np.float32)  # 100×100×3, real spectra
+    big = np.tile(tile, (11, 11, 1))[:1100, :1030]  # odd overview sizes at every level
+    big[:40, :40] = -9999  # a nodata corner: its overview pixels stay nodata
+    src = write_geotiff(tmp_path / "big.tif", big, nodata=-9999)
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    out = str(folder / "map.tif")
+    detect(src, out, strategy="none")
+    assert os.listdir(folder) == ["map.tif"]  # the overviews went into the temporary before the rename
+    ds = gdal.Open(out)
+    band = ds.GetRasterBand(1)
+    nodata = band.GetNoDataValue()
+    full = band.ReadAsArray()
+    assert [(band.GetOverview(k).XSize, band.GetOverview(k).YSize) for k in range(band.GetOverviewCount())] == \
+        [(515, 550), (258, 275), (129, 138)]
+    for k, f in enumerate((2, 4, 8)):
+        got = band.GetOverview(k).ReadAsArray().astype(np.float64)
+        ref = _block_max(full, f, nodata)
+        assert np.array_equal(np.where(got == nodata, np.nan, got), ref, equal_nan=True)
+    assert np.isnan(ref[0, 0]) and got[0, 0] == nodata  # the nodata corner, 8×8 blocks of it
+    peak = np.unravel_index(np.argmax(np.where(full == nodata, -np.inf, full)), full.shape)
+    assert got[peak[0] // 8, peak[1] // 8] == full[peak]  # the highest score survives to the smallest level
+    small = write_geotiff(tmp_path / "small.tif", big[:1023, :40], nodata=-9999)
+    detect(small, str(folder / "small_map.tif"), strategy="none")
+    assert gdal.Open(str(folder / "small_map.tif")).GetRasterBand(1).GetOverviewCount() == 0

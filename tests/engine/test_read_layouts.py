@@ -122,19 +122,25 @@ def test_containers_read_in_chunk_order_equal_gdal_band_by_band(tmp_path, scene)
     h5 = tmp_path / "cube.h5"
     with h5py.File(h5, "w") as f:
         f.create_dataset("reflectance", data=cube, chunks=(B, 16, 16), compression="gzip")
-    nc = str(tmp_path / "cube.nc")
-    ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(nc)
-    rg = ds.GetRootGroup()
-    dims = [rg.CreateDimension(n, None, None, s) for n, s in (("band", B), ("y", H), ("x", W))]
-    arr = rg.CreateMDArray("reflectance", dims, gdal.ExtendedDataType.Create(gdal.GDT_Float32),
-                           [f"BLOCKSIZE={B},16,16", "COMPRESS=DEFLATE"])
-    arr.Write(cube)
-    ds = None
-    for path, flipped in ((f'HDF5:"{h5}"://reflectance', False), (f'NETCDF:"{nc}":reflectance', True)):
+    nc, nc_per_band = str(tmp_path / "cube.nc"), str(tmp_path / "per_band.nc")
+    for path, chunk in ((nc, B), (nc_per_band, 1)):  # a chunk per band: band lists read run by run, not as a span
+        ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+        rg = ds.GetRootGroup()
+        dims = [rg.CreateDimension(n, None, None, s) for n, s in (("band", B), ("y", H), ("x", W))]
+        arr = rg.CreateMDArray("reflectance", dims, gdal.ExtendedDataType.Create(gdal.GDT_Float32),
+                               [f"BLOCKSIZE={chunk},16,16", "COMPRESS=DEFLATE"])
+        arr.Write(cube)
+        ds = None
+    for path, flipped in ((f'HDF5:"{h5}"://reflectance', False), (f'NETCDF:"{nc}":reflectance', True),
+                          (f'NETCDF:"{nc_per_band}":reflectance', True)):
         src = open_source(path)
         container = raster_io._container_array(gdal.Open(path), gdal)
         assert container is not None and container.flipped == flipped  # the fast path is the one tested
-        for bands, win in ((list(range(B)), None), ([7, 2, 19, 3, 4, 5], (5, 7, 29, 33))):
+        assert raster_io._read_span(container, [7, 2, 12, 3, 4, 5]) == ("per_band" not in path)
+        # all bands and a band range (one array read into the cube, whole or an extent's window), an
+        # out-of-order list with gaps (the span of bands, window by window), one band
+        for bands, win in ((list(range(B)), None), (list(range(3, 17)), (5, 7, 29, 33)),
+                           ([7, 2, 12, 3, 4, 5], (5, 7, 29, 33)), ([7, 2, 12, 3, 4, 5], None), ([11], None)):
             got, valid = src.read(bands, win)
             ref, ref_valid = per_band(path, bands, win)
             np.testing.assert_array_equal(got, ref)

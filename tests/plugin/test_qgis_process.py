@@ -71,3 +71,24 @@ def test_demo_sample_is_georeferenced_and_detects():
     sample = os.path.join(REPO, "resources", "sample", "abu-airport-2.tif")
     _, wkt, geotransform, _ = read_geotiff(sample)
     assert "UTM zone 11N" in wkt
+
+
+def test_a_large_map_from_qgis_carries_max_overviews(tmp_path):
+    """A 1100×1030 map written through the plugin carries its overviews (QGIS draws large maps from them),
+    the smallest level holding the map's highest score."""
+    import numpy as np
+    from osgeo import gdal
+
+    from conftest import mat_scene, write_geotiff
+
+    gdal.UseExceptions()
+    big = np.tile(mat_scene("abu-airport-2")[0][:, :, :3].astype(np.float32), (11, 11, 1))[:1100, :1030]
+    tif = write_geotiff(tmp_path / "big.tif", big)
+    out = tmp_path / "map.tif"
+    r = qgis_process("run", "fers:detect", "--", f"INPUT={tif}", "BANDS=0", "STRATEGY=none", "DETECTOR=rx",
+                     "DEVICE=cpu", f"OUTPUT={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ds = gdal.Open(str(out))  # kept: a band outlives no dataset in GDAL's bindings
+    band = ds.GetRasterBand(1)
+    assert [band.GetOverview(k).XSize for k in range(band.GetOverviewCount())] == [515, 258, 129]
+    assert band.GetOverview(2).ReadAsArray().max() == band.ReadAsArray().max()

@@ -266,10 +266,18 @@ class GdalSource(Source):
                 self._container = _container_array(ds, gdal)
             container = self._container
             block = _source_block(ds, bands, container)
-            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), len(bands)):
+            whole = container is not None and _one_run(bands)
+            if whole:  # one array read of the whole window straight into the cube (see _read_container)
+                self._read_or_refuse(lambda: _read_container(container, cube, bands, x0, y0, self.height), y0, h)
+            # a container's other band lists are read as the span of bands they cover (_read_container)
+            span = (max(bands) - min(bands) + 1 if container is not None and bands and not whole
+                    and _read_span(container, bands) else len(bands))
+            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), span):
                 part, ok = cube[:, y - y0:y - y0 + ch, x - x0:x - x0 + cw], valid[y - y0:y - y0 + ch, x - x0:x - x0 + cw]
                 try:
-                    if container is not None:
+                    if whole:
+                        pass  # read above; finished here window by window, while in the CPU's caches
+                    elif container is not None:
                         _read_container(container, part, bands, x, y, self.height)
                     else:
                         ds.ReadAsArray(x, y, cw, ch, buf_obj=part, band_list=[b + 1 for b in bands],
@@ -285,6 +293,14 @@ class GdalSource(Source):
                 if container is None:
                     ds.FlushCache()  # each block is read once: GDAL's cache need not keep a second copy of the cube
         return cube, valid
+
+    def _read_or_refuse(self, read, y, h) -> None:
+        try:
+            read()
+        except (RuntimeError, TypeError, AttributeError, ValueError) as e:
+            raise InputError(
+                f"could not read rows {y + 1}–{y + h} of {self.path}: the file is truncated or corrupt "
+                f"(GDAL: {gdal_message(e) or 'no data returned'})") from None
 
     def _stored_to_values(self, part, ok, bands) -> None:
         """Signed bytes as QGIS shows them, nodata matched on the stored values, then each band's scale and offset (in float64, as QGIS does,
@@ -394,24 +410,62 @@ def _container_array(ds, gdal) -> Optional[_ContainerCube]:
     return None
 
 
+def _one_run(bands) -> bool:
+    """Whether ``bands`` are consecutive and ascending (the first N bands, a band range): one array read."""
+    return len(bands) > 0 and list(bands) == list(range(bands[0], bands[0] + len(bands)))
+
+
 def _read_container(cc: _ContainerCube, part, bands, x, y, height) -> None:
-    """A window of the selected bands of a container's cube into ``part`` (bands, rows, columns): one array
-    read per run of consecutive bands (rows counted from the top of GDAL's raster view of ``height`` rows).
-    The array is read into a contiguous buffer of the window's size and copied: GDAL 3.6's NumPy binding of
-    multidimensional reads ignores a view's strides."""
-    k, rows, cols = 0, part.shape[1], part.shape[2]
-    buf = np.empty(part.size, dtype=np.float32)
-    while k < len(bands):
-        n = 1
-        while k + n < len(bands) and bands[k + n] == bands[k] + n:
-            n += 1
-        out = buf[:n * rows * cols].reshape(n, rows, cols)
-        # bottom-up rows are read forwards and mirrored here: a negative step makes GDAL's netCDF driver
-        # read value by value (minutes for a window)
-        cc.array.ReadAsArray(array_start_idx=[bands[k], height - y - rows if cc.flipped else y, x],
-                             count=[n, rows, cols], buf_obj=out)
-        part[k:k + n] = out[:, ::-1] if cc.flipped else out
-        k += n
+    """A window of the selected bands of a container's cube into ``part`` (bands, rows, columns), rows counted
+    from the top of GDAL's raster view of ``height`` rows.
+
+    Consecutive bands into a contiguous ``part`` (the whole cube: ``GdalSource.read`` reads a container so)
+    are one array read straight into it, one H5Dread that decodes each chunk once in the library's own order
+    and needs no second buffer: read in windows through a buffer, the copy alone cost ~10 % of the read
+    (GDAL 3.6's NumPy binding of multidimensional reads ignores a view's strides, so a window of the cube
+    cannot be read into directly). Other band lists (out of order, with gaps) read the span of bands from
+    the lowest to the highest selected through a window-sized buffer, then take the selected ones: chunks
+    that hold many bands are still decoded once per window, not once per run of bands (``_read_span``);
+    else one read per run of consecutive bands."""
+    n, rows, cols = part.shape
+    start = [bands[0], height - y - rows if cc.flipped else y, x]
+    # bottom-up rows are read forwards and mirrored here: a negative step makes GDAL's netCDF driver
+    # read value by value (minutes for a window)
+    if _one_run(bands) and part.flags.c_contiguous:
+        cc.array.ReadAsArray(array_start_idx=start, count=[n, rows, cols], buf_obj=part)
+        if cc.flipped:
+            for band in part:
+                band[...] = band[::-1].copy()  # one band's copy at a time
+        return
+    lo, hi = min(bands), max(bands)
+    if _read_span(cc, bands):
+        buf = np.empty((hi - lo + 1) * rows * cols, dtype=np.float32).reshape(hi - lo + 1, rows, cols)
+        cc.array.ReadAsArray(array_start_idx=[lo] + start[1:], count=list(buf.shape), buf_obj=buf)
+        sel = buf[[b - lo for b in bands]]
+        part[...] = sel[:, ::-1] if cc.flipped else sel
+        return
+    buf, k = np.empty(part.size, dtype=np.float32), 0
+    while k < n:  # one read per run of consecutive bands
+        m = 1
+        while k + m < n and bands[k + m] == bands[k] + m:
+            m += 1
+        out = buf[:m * rows * cols].reshape(m, rows, cols)
+        cc.array.ReadAsArray(array_start_idx=[bands[k]] + start[1:], count=[m, rows, cols], buf_obj=out)
+        part[k:k + m] = out[:, ::-1] if cc.flipped else out
+        k += m
+
+
+def _read_span(cc: _ContainerCube, bands) -> bool:
+    """Whether to read a band list as the span from its lowest to its highest band: where a chunk holds
+    several bands (each is then decoded once, not once per run of bands); where the chunking is not known
+    (GDAL 3.6 does not report an HDF5 array's), only while at most half the span is bands not asked for."""
+    span = max(bands) - min(bands) + 1
+    try:
+        chunk = cc.array.GetBlockSize()
+        per_chunk = int(chunk[0]) if chunk else 0
+    except (RuntimeError, AttributeError, TypeError):
+        per_chunk = 0
+    return per_chunk > 1 or (per_chunk == 0 and 2 * len(bands) >= span)
 
 
 def check_output_path(path: str, inputs: Sequence[str] = ()) -> str:
@@ -469,12 +523,18 @@ def write_error(path: str, error, errors=(), what: str = "writing") -> OutputErr
 
 def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef], nodata: Optional[float],
                  band_names: Sequence[str] = (), metadata: Optional[dict] = None,
-                 band_metadata: Optional[Sequence[dict]] = None, feedback=None) -> str:
+                 band_metadata: Optional[Sequence[dict]] = None, feedback=None, overview: Optional[str] = None) -> str:
     """Write float32 bands as a tiled, compressed GeoTIFF, atomically.
 
     The file appears under ``path`` only once complete: it is written to a hidden
     temporary name in the same folder and renamed, so an error or cancel never
     leaves a half-written map that QGIS would happily display.
+
+    With ``overview`` ("max" or "average"), a raster of ``OVERVIEW_MIN_SIDE`` px or more on a side gets
+    internal overviews (``overview_factors``), written into the temporary before the rename like the rest
+    (QGIS draws a 2048² map without them slowly, reading every pixel at every zoom): "max" for score maps
+    (each overview pixel the highest valid score it covers, so an anomaly of one pixel stays visible zoomed
+    out; ``max_pool2``), "average" GDAL's nodata-aware average. None (enhanced cubes): none, as before.
     """
     path = check_output_path(path)
     with atomic_path(path, ".partial.tif") as tmp, gdal_exceptions() as gdal, collected_errors(gdal) as errors:
@@ -509,6 +569,11 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
                 except RuntimeError as e:
                     failure = write_error(path, e, errors)
                     break
+            if failure is None and overview and overview_factors(w, h):
+                try:
+                    write_overviews(gdal, ds, bands, nodata, overview)
+                except RuntimeError as e:
+                    failure = write_error(path, e, errors)
             if failure is None:
                 try:
                     ds.FlushCache()
@@ -518,6 +583,53 @@ def write_raster(path: str, bands: Sequence[np.ndarray], georef: Optional[Georef
                 ds = band = None
         raise_write_failure(path, failure, errors, native)
     return path
+
+
+# rasters this large on a side get overviews; smaller ones draw fast enough from their full resolution
+OVERVIEW_MIN_SIDE = 1024
+
+
+def overview_factors(width: int, height: int) -> list:
+    """Overview levels (2, 4, 8, ...) of a raster of ``OVERVIEW_MIN_SIDE`` px or more on a side, down to the
+    first whose longer side is at most 256 px (one tile), as ``gdaladdo`` chooses by default; [] below."""
+    if max(width, height) < OVERVIEW_MIN_SIDE:
+        return []
+    out, f = [], 2
+    while True:
+        out.append(f)
+        if -(-max(width, height) // f) <= 256:
+            return out
+        f *= 2
+
+
+def max_pool2(a: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+    """The next overview level of ``a``: each pixel the largest valid value of its 2×2 block (GDAL's own
+    overview sizes, ceil(n / 2), the last row and column alone where odd); nodata where none is valid. GDAL
+    3.6's overview resamplings have no maximum (nearest drops most one-pixel anomalies, average dilutes
+    them)."""
+    h, w = a.shape
+    bad = ~np.isfinite(a) if nodata is None or np.isnan(nodata) else (a == np.float32(nodata)) | ~np.isfinite(a)
+    m = np.full((h + h % 2, w + w % 2), -np.inf, dtype=np.float32)
+    m[:h, :w] = np.where(bad, -np.inf, a)
+    out = m.reshape(m.shape[0] // 2, 2, m.shape[1] // 2, 2).max(axis=(1, 3))
+    out[out == -np.inf] = np.nan if nodata is None else nodata
+    return out
+
+
+def write_overviews(gdal, ds, bands, nodata, overview: str) -> None:
+    """Internal overviews of a dataset being written (``write_raster``): "max" pooled here from the bands in
+    memory and written into overview levels GDAL creates empty ("NONE"), else GDAL's nodata-aware average."""
+    factors = overview_factors(ds.RasterXSize, ds.RasterYSize)
+    if overview != "max":
+        ds.BuildOverviews("AVERAGE", factors)
+        return
+    ds.BuildOverviews("NONE", factors)
+    for i, arr in enumerate(bands):
+        level = np.asarray(arr, dtype=np.float32)
+        band = ds.GetRasterBand(i + 1)
+        for k in range(len(factors)):
+            level = max_pool2(level, nodata)
+            band.GetOverview(k).WriteArray(level)
 
 
 @contextlib.contextmanager
