@@ -66,6 +66,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", nargs="*", default=PAPER_SCENES)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
+    ap.add_argument("--detectors", nargs="*", help="only these (autoad still needs AUTOAD=1)")
+    ap.add_argument("--cubes", nargs="*", choices=CUBES, help="only these cubes")
     args = ap.parse_args()
     detectors = list(DETECTORS)
     autoad_scenes = None
@@ -73,12 +75,16 @@ def main():
         detectors.append("autoad")
         if os.environ.get("AUTOAD_SCENES"):
             autoad_scenes = set(os.environ["AUTOAD_SCENES"].split(","))
+    if args.detectors:
+        detectors = [d for d in detectors if d in args.detectors]
     rows = []
     for name in args.scenes:
         t0 = time.perf_counter()
         built = cubes(scene_data(name))
         model_seconds = (time.perf_counter() - t0) / max(1, len(built) - 1)  # roughly, per enhanced cube
         for label, (cube, valid, gt, counted, bands) in built.items():
+            if args.cubes and label not in args.cubes:
+                continue
             extra = 0.0 if label == "original" else model_seconds
             for d in detectors:
                 if d == "autoad" and autoad_scenes is not None and name not in autoad_scenes:
