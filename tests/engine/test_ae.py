@@ -113,3 +113,24 @@ def test_label_free_rules_are_what_they_say(synthetic):
     np.testing.assert_allclose(ae_scores(cube, valid, iterations=30, seed=4, rule="last", seeds=3)[valid], ens, rtol=1e-5)
     with pytest.raises(InputError, match="rule"):
         ae_scores(cube, valid, rule="best-auc")
+
+
+def test_ae_on_an_enhanced_cube_warns_with_the_rules_figures():
+    from fers.checkpoint import load_model
+    from fers.pipeline import score_scene
+    from conftest import REPO
+
+    src = open_source(os.path.join(RAW, "abu-urban-1.mat"))
+    cube, valid = src.read(list(range(100)))
+    cube, _ = scale_cube(np.ascontiguousarray(cube[:, :40, :40]), valid[:40, :40])
+    model = load_model(os.path.join(REPO, "resources", "models", "fers-aviris-100.pt"))
+    warned = []
+
+    class Log(Feedback):
+        def warn(self, message):
+            warned.append(message)
+
+    score_scene(cube, valid[:40, :40], "none", "ae", model, feedback=Log())
+    assert warned == []
+    scores, _ = score_scene(cube, valid[:40, :40], "additive", "ae", model, feedback=Log())
+    assert len(warned) == 1 and "below chance" in warned[0] and np.isfinite(scores).all()
