@@ -25,7 +25,7 @@ VENV_STAMP := $(VENV)/.installed
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda train-default cards package resources clean
+.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda bench-table2 bench-ae train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -164,6 +164,18 @@ bench-speed: venv
 # workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals
 bench-batch: venv
 	nice $(PY) bench/bench_batch.py
+
+# the FERS paper's Table II on our scenes: RX, AE (label-free product rule and, labelled, the authors' ground-truth
+# selection), UTD, RXD-UTD, dual-window RX, original and enhanced (bundled model; authors' H+F_spe checkpoint),
+# Δ and seconds per scene, Markdown + CSV in bench/out/table2.*; AUTOAD=1 adds Auto-AD (tens of minutes per scene
+# on a CPU; AUTOAD_SCENES=abu-airport-1 limits it)
+bench-table2: venv
+	nice $(PY) bench/bench_table2.py
+
+# the AE conformance harness alone: the authors' ground-truth selection over five seeds, per-iteration curves in
+# bench/out/ae_harness.csv (never the product's answer)
+bench-ae: venv
+	nice $(PY) bench/ae_harness.py
 
 # on a machine with a CUDA GPU: GPU score maps against CPU ones, every strategy (CI has no GPU)
 check-cuda: venv

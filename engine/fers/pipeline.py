@@ -192,6 +192,11 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         rx_trim = 0.0  # the trim re-estimates one global background; these detectors have no such pass
     need_spe = strategy in ("spectral", "multiplicative", "additive")
     need_spa = strategy in ("spatial", "multiplicative", "additive")
+    if detector == "ae" and (need_spe or need_spa):
+        # research/ae_rule.py's figures: an analyst who combines the two should hear it before trusting the map
+        feedback.warn("the AE on an enhanced cube scored below chance on the selection groups with the bundled "
+                      "models (mean AUC 0.53 background anomalies, 0.31 implanted targets; docs/REPRODUCING.md §3): "
+                      "RX is the detector the enhancement is made for")
     info = {"strategy": strategy, "model_seconds": 0.0}
     if detector == "rx":
         info["rx_trim"] = rx_trim

@@ -86,3 +86,51 @@ def test_airport2_auc_sanity():
     auc = roc_auc(scores, gt > 0, valid)
     print(f"\nAE on abu-airport-2 (first 50 bands, 50 iterations, seed 0): AUC {auc:.4f}")
     assert auc > 0.6
+
+
+def test_label_free_rules_are_what_they_say(synthetic):
+    """ae_scores' rules against their definitions, computed here from the raw per-iteration maps."""
+    from fers.detect.ae import ae_iterations, plateau_iteration
+
+    cube, valid = synthetic
+    runs = {}
+    for seed in (4, 5, 6):
+        maps, losses = [], []
+        for _, loss, s in ae_iterations(cube, valid, iterations=30, seed=seed):
+            maps.append(s.numpy().astype(np.float64))
+            losses.append(loss)
+        runs[seed] = (maps, losses)
+    maps, losses = runs[4]
+    got = ae_scores(cube, valid, iterations=30, seed=4, rule="last")[valid]
+    np.testing.assert_allclose(got, maps[-1], rtol=1e-6)
+    mean = np.mean([m / m.mean() for m in maps], axis=0)
+    np.testing.assert_allclose(ae_scores(cube, valid, iterations=30, seed=4, rule="mean")[valid], mean, rtol=1e-5)
+    t = plateau_iteration(losses) or 30
+    assert 5 < t < 30  # the synthetic scene's loss does flatten within 30 iterations: the rule is exercised
+    np.testing.assert_allclose(ae_scores(cube, valid, iterations=30, seed=4, rule="plateau")[valid], maps[t - 1],
+                               rtol=1e-6)
+    ens = np.mean([runs[s][0][-1] / runs[s][0][-1].mean() for s in (4, 5, 6)], axis=0)
+    np.testing.assert_allclose(ae_scores(cube, valid, iterations=30, seed=4, rule="last", seeds=3)[valid], ens, rtol=1e-5)
+    with pytest.raises(InputError, match="rule"):
+        ae_scores(cube, valid, rule="best-auc")
+
+
+def test_ae_on_an_enhanced_cube_warns_with_the_rules_figures():
+    from fers.checkpoint import load_model
+    from fers.pipeline import score_scene
+    from conftest import REPO
+
+    src = open_source(os.path.join(RAW, "abu-urban-1.mat"))
+    cube, valid = src.read(list(range(100)))
+    cube, _ = scale_cube(np.ascontiguousarray(cube[:, :40, :40]), valid[:40, :40])
+    model = load_model(os.path.join(REPO, "resources", "models", "fers-aviris-100.pt"))
+    warned = []
+
+    class Log(Feedback):
+        def warn(self, message):
+            warned.append(message)
+
+    score_scene(cube, valid[:40, :40], "none", "ae", model, feedback=Log())
+    assert warned == []
+    scores, _ = score_scene(cube, valid[:40, :40], "additive", "ae", model, feedback=Log())
+    assert len(warned) == 1 and "below chance" in warned[0] and np.isfinite(scores).all()

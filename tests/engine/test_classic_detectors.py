@@ -107,6 +107,7 @@ def test_cli_runs_each_classic_detector_on_a_real_raster(tmp_path, crop):
     src = tmp_path / "crop.tif"
     write_geotiff(str(src), hwb, nodata=-9999.0)
     for args, ref in ((["--detector", "utd"], global_scores(cube, valid, "utd")[0]),
+                      (["--detector", "rxd-utd", "--local-mean", "5"], global_scores(cube, valid, "rxd-utd", 5)[0]),
                       (["--detector", "rx", "--local-mean", "5"], global_scores(cube, valid, "rx", 5)[0]),
                       (["--detector", "rx-dual", "--window", "3", "9"], dual_window_scores(cube, valid, (3, 9)))):
         out = tmp_path / f"map_{args[1]}_{len(args)}.tif"

@@ -14,10 +14,12 @@ def test_qgis_process_runs_utd_local_mean_and_dual_window(tmp_path):
     cube = np.ascontiguousarray(crop.transpose(2, 0, 1))
     valid = np.ones(cube.shape[1:], bool)
     cases = ((["DETECTOR=utd", "LOCAL_MEAN=5"], global_scores(cube, valid, "utd", 5)[0], "utd local mean 5"),
+             (["DETECTOR=rxd-utd"], global_scores(cube, valid, "rxd-utd")[0], "rxd-utd"),
+             (["DETECTOR=rx", "LOCAL_MEAN=7"], global_scores(cube, valid, "rx", 7)[0], "rx local mean 7"),
              (["DETECTOR=rx-dual", "WINDOW_INNER=3", "WINDOW_OUTER=9"], dual_window_scores(cube, valid, (3, 9)),
               "rx-dual 3/9"))
     for params, ref, label in cases:
-        out = tmp_path / f"{params[0][9:]}.tif"
+        out = tmp_path / f"{params[0][9:]}_{len(params)}.tif"
         r = qgis_process("run", "fers:detect", "--", f"INPUT={src}", "STRATEGY=none", "DEVICE=cpu", *params,
                          f"OUTPUT={out}")
         assert r.returncode == 0, r.stdout + r.stderr

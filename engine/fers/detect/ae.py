@@ -38,6 +38,11 @@ ITERATIONS = 50
 LR = 1e-3
 STOP_LOSS = 1e-7
 CHUNK_PIXELS = 1 << 18  # pixels per forward/backward chunk (≈ 0.5 GB of activations at 200 bands)
+# the label-free answer (research/ae_rule.py chose it on the selection groups; see ae_scores)
+RULES = ("last", "mean", "plateau")
+RULE = "last"
+SEEDS = 1
+PLATEAU_WINDOW, PLATEAU_DROP = 5, 0.05
 
 
 class LightAutoEncoder(nn.Module):
@@ -82,18 +87,17 @@ class LightAutoEncoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def ae_scores(cube: np.ndarray, valid: np.ndarray, iterations: int = ITERATIONS, lr: float = LR, seed: int = 0,
-              device: str = "cpu", feedback: Optional[Feedback] = None, stop_loss: float = STOP_LOSS,
-              chunk_pixels: int = CHUNK_PIXELS) -> np.ndarray:
-    """AE anomaly scores of a (B, H, W) cube: (H, W) float32, NaN at invalid pixels.
+def ae_iterations(cube: np.ndarray, valid: np.ndarray, iterations: int = ITERATIONS, lr: float = LR, seed: int = 0,
+                  device: str = "cpu", feedback: Optional[Feedback] = None, stop_loss: float = STOP_LOSS,
+                  chunk_pixels: int = CHUNK_PIXELS):
+    """Train the AE on a (B, H, W) cube and yield ``(iteration, loss, scores)`` after every forward pass.
 
-    The cube (typically the enhanced cube H + F_spa + F_spe) is min-max scaled to
-    [0, 1] with one global min/max over the valid pixels; the autoencoder is trained
-    with Adam (``lr``) and MSE on the valid pixels only, for ``iterations`` full-scene
-    iterations or until the loss falls below ``stop_loss``; the score is the
-    per-pixel mean over bands of the squared reconstruction error of that last
-    iteration. No ground truth is used anywhere (see the module docstring).
-    Deterministic for a given ``seed`` on CPU.
+    ``iteration`` counts from 1; ``scores`` is a (n,) float32 tensor over the valid pixels (row-major order of
+    ``valid``): the per-pixel mean squared reconstruction error of that pass, taken before the optimiser's
+    step, which is the map the authors' ``refine_anomaly_map`` scores at that iteration. The generator stops
+    after ``iterations`` passes or after the pass whose loss falls below ``stop_loss`` (where the reference
+    stops). The tensor is reused: copy what you keep. Both the product (``ae_scores``) and the conformance
+    harness (bench/ae_harness.py, which applies the authors' ground-truth selection) read this one loop.
     """
     feedback = feedback or Feedback()
     if cube.ndim != 3:
@@ -142,10 +146,62 @@ def ae_scores(cube: np.ndarray, valid: np.ndarray, iterations: int = ITERATIONS,
                 total += float(loss.detach())
                 scores[sl] = err.detach().mean(dim=1)
         feedback.progress((it + 1) / iterations, f"AE iteration {it + 1}/{iterations}, loss {total:.3g}")
+        yield it + 1, total, scores
         if last or total < stop_loss:
             # the map of this iteration's forward pass is the result; a further step would not change it
-            break
+            return
         opt.step()
-    out = np.full((height, width), np.nan, dtype=np.float32)
-    out[valid] = scores.cpu().numpy()
+
+
+def plateau_iteration(losses, window: int = PLATEAU_WINDOW, drop: float = PLATEAU_DROP) -> Optional[int]:
+    """1-based iteration at which the loss curve has flattened: the first t >= ``window`` whose loss fell by less
+    than ``drop`` (relative) over the ``window`` iterations before it; None while it still falls."""
+    for t in range(window, len(losses)):
+        if losses[t - window] - losses[t] < drop * losses[t - window]:
+            return t + 1
+    return None
+
+
+def ae_scores(cube: np.ndarray, valid: np.ndarray, iterations: int = ITERATIONS, lr: float = LR, seed: int = 0,
+              device: str = "cpu", feedback: Optional[Feedback] = None, stop_loss: float = STOP_LOSS,
+              chunk_pixels: int = CHUNK_PIXELS, rule: str = RULE, seeds: int = SEEDS) -> np.ndarray:
+    """AE anomaly scores of a (B, H, W) cube: (H, W) float32, NaN at invalid pixels. No ground truth anywhere.
+
+    The cube (typically the enhanced cube H + F_spa + F_spe) is min-max scaled to [0, 1] with one global
+    min/max over the valid pixels; the autoencoder is trained with Adam (``lr``) and MSE on the valid pixels
+    only, for ``iterations`` full-scene iterations or until the loss falls below ``stop_loss``. Which map is
+    the answer is ``rule`` (label-free; chosen on the selection groups by research/ae_rule.py):
+
+    * ``"last"``: the map of the last iteration;
+    * ``"mean"``: the mean of every iteration's map, each divided by its mean over the valid pixels (the
+      map is scale-free, and no single iteration's accident decides);
+    * ``"plateau"``: the map of the iteration where the loss curve flattens (``plateau_iteration``), the
+      last if it never does.
+
+    ``seeds`` > 1 averages that answer over runs seeded ``seed``, ``seed + 1``, … (each divided by its mean).
+    Deterministic for a given ``seed`` on CPU.
+    """
+    if rule not in RULES:
+        raise InputError(f"unknown AE rule '{rule}' (choose one of: {', '.join(RULES)})")
+    if seeds < 1:
+        raise InputError(f"the AE detector needs at least 1 seed, got {seeds}")
+    feedback = feedback or Feedback()
+    total = None
+    for k in range(seeds):
+        sub = feedback.sub(k / seeds, (k + 1) / seeds)
+        answer, losses = None, []
+        for _, loss, s in ae_iterations(cube, valid, iterations, lr, seed + k, device, sub, stop_loss, chunk_pixels):
+            losses.append(loss)
+            if rule == "mean":
+                m = s / s.mean().clamp(min=1e-30)
+                answer = m.clone() if answer is None else answer.add_(m)
+            else:
+                answer = s
+                if rule == "plateau" and plateau_iteration(losses) is not None:
+                    break  # stopping here also ends training: no later iteration can change the answer
+        answer = answer / answer.mean().clamp(min=1e-30) if seeds > 1 or rule == "mean" else answer
+        total = answer.clone() if total is None else total.add_(answer)
+    valid = np.asarray(valid, dtype=bool)
+    out = np.full(valid.shape, np.nan, dtype=np.float32)
+    out[valid] = (total / seeds).cpu().numpy()
     return out
