@@ -25,7 +25,7 @@ VENV_STAMP := $(VENV)/.installed
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-accuracy bench-batch check-cuda bench-table2 bench-ae train-default cards package resources clean
+.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-authors bench-accuracy bench-batch check-cuda bench-table2 bench-ae train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -159,6 +159,13 @@ bench-io: venv
 bench-speed: venv
 	$(PY) bench/bench_speed.py $(BENCH_SPEED_ARGS)
 	nice $(PY) bench/peers.py
+
+# the FERS authors' own spectral test path (their FERS_ABU code taken at run time out of a git mirror of
+# github.com/xjpp2016/FERS, AUTHORS_REPO, never committed; their aviris-200bands checkpoint and NumPy RX) against
+# fers detect --strategy spectral with the same checkpoint, 512²×200, alternating fresh processes, maps compared.
+# Without the mirror it says how to get it and exits 0. BENCH_AUTHORS_ARGS="--threads 1 --repeat 5" for more
+bench-authors: venv
+	nice $(PY) bench/authors.py $(BENCH_AUTHORS_ARGS)
 
 # fers batch on Dask over every evaluation scene (as GeoTIFFs) against fers detect in a loop: scenes/min for 1 and 2
 # workers and a dask scheduler + 2 dask worker processes, peak RSS per worker, max map difference, AUC at 4 decimals

@@ -10,7 +10,8 @@ from fers.checkpoint import load_model
 from fers.metrics import roc_auc
 from fers.pipeline import score_scene
 from fers.preprocess import scale_cube
-from fers.tiling import reflect_indices, spe_tile_size, spefen_tiled
+from fers.spectral.model import PAD
+from fers.tiling import halo_tile, reflect_indices, spe_tile_size, spefen_tiled, tiles
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,20 @@ def test_reflect_indices_are_torch_reflect_padding():
     x = torch.arange(7.0)[None, None, :]
     padded = torch.nn.functional.pad(x, (4, 4), mode="reflect")[0, 0]
     assert torch.equal(x[0, 0, reflect_indices(-4, 11, 7)], padded)
+
+
+@pytest.mark.parametrize("shape, tile", [((3, 100, 100), 17), ((2, 5, 9), 32), ((2, 133, 70), 64),
+                                         ((2, 130, 517), 128)])
+@pytest.mark.parametrize("halo", [3, PAD])
+def test_halo_tile_is_the_reflected_gather(shape, tile, halo):
+    # every tile of the grid (last ones of 1-5 px included), against the index gather of reflected positions
+    cube = torch.randn(*shape)
+    for r0, r1, c0, c1 in tiles(shape[1], shape[2], tile):
+        rows = reflect_indices(r0 - halo, r1 + halo, shape[1])
+        cols = reflect_indices(c0 - halo, c1 + halo, shape[2])
+        x = halo_tile(cube, r0, r1, c0, c1, halo)
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x[0], cube.index_select(1, rows).index_select(2, cols))
 
 
 @pytest.mark.parametrize("tile", [17, 40, 64])
