@@ -12,6 +12,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -43,24 +44,23 @@ def crops(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(crops, tmp_path_factory):
-    """`fers detect` run one by one (in this process: the CLI's own main) with the batch's parameters, and the
-    torch threads each of the batch's two workers gets on this machine (cores // 2): float sums in another
-    order round differently (1 against 2 threads: 2.7e-5 of the map's range on abu-urban-3)."""
-    import torch
-
-    from fers.cli import main
-
+    """`fers detect` run one by one with the batch's parameters, in a process set up as a Dask worker is: the
+    nanny's environment (OMP/MKL/OpenBLAS at 1 thread: NumPy's BLAS, which RX's covariance, eigh and scoring use
+    on the CPU) and the torch threads each of the batch's two workers gets on this machine (cores // 2). Float
+    sums in another order round differently (1 against 2 threads: 2.7e-5 of the map's range on abu-urban-3;
+    NumPy's BLAS at 2 threads against 1: 7.6e-6 on abu-airport-1)."""
     folder = tmp_path_factory.mktemp("batch_reference")
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); from fers.cli import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     maps = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))
-    try:
-        for name, (tif, _) in crops.items():
-            out = folder / f"{name}.tif"
-            assert main(["-q", "detect", tif, str(out), *PARAMS]) == 0
-            maps[name] = read_geotiff(out)[0][0]
-    finally:
-        torch.set_num_threads(threads)
+    for name, (tif, _) in crops.items():
+        out = folder / f"{name}.tif"
+        r = subprocess.run([sys.executable, "-c", code, str(threads), "-q", "detect", tif, str(out), *PARAMS],
+                           capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        maps[name] = read_geotiff(out)[0][0]
     return maps
 
 
