@@ -194,3 +194,16 @@ def paper_set_tifs(tmp_path_factory):
         out[name] = (write_geotiff(folder / f"{name}.tif", np.moveaxis(cube, 0, 2)),
                      write_geotiff(folder / f"{name}_gt.tif", gt.astype(np.uint8), epsg=None))
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module, restored after: on the shared 2-core test machine torch's threads
+    spin against other processes, and the short per-scene trainings (AE, spatial) run ~5× faster on one. A module
+    takes it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,13 +14,7 @@ from fers.metrics import roc_auc
 from fers.preprocess import scale_cube
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # shared 2-core test machine: one intra-op thread avoids spinning against other processes
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

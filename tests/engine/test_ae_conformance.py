@@ -14,12 +14,7 @@ from fers.metrics import roc_auc
 from fers.preprocess import scale_cube
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scene(name, bands=200, crop=None):

@@ -28,14 +28,7 @@ MSE_BOUND = 0.02
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # on the shared 2-core test machine, torch's intra-op threads spin against other processes:
-    # one thread runs the short trainings here ~5× faster; restored afterwards
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ networks
