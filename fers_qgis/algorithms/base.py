@@ -2,8 +2,9 @@
 import os
 import time
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterEnum,
-                       QgsProcessingParameterDefinition)
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingOutputLayerDefinition, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProperty)
 
 from .. import deps
 from ..deps import qgis_python  # noqa: F401 (kept importable from here: scripts and tests use it)
@@ -103,6 +104,15 @@ def add_file_destination(alg, param):
     alg.addOutput(QgsProcessingOutputFile(param.name(), param.description()))
     return param
 
+
+
+def is_temporary_output(value) -> bool:
+    """Whether a destination parameter's value asks for a temporary output (the dialog's default), or none."""
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink
+    if isinstance(value, QgsProperty):
+        value = value.staticValue()
+    return value is None or value == "" or value == QgsProcessing.TEMPORARY_OUTPUT
 
 class EngineFeedback:
     """Adapts QgsProcessingFeedback to the engine's Feedback protocol (see fers.feedback)."""
@@ -315,6 +325,11 @@ class FersAlgorithm(QgsProcessingAlgorithm):
         found = []
         for d in self.destinationParameterDefinitions():
             name, kind = d.name(), d.type()
+            if is_temporary_output(parameters.get(name, d.defaultValue())):
+                # a new file by definition; and asking QGIS for its path draws a new temporary name each time and
+                # queues that name for loading, so the dialog then said "The following layers were not correctly
+                # generated" about a file no run was ever asked to write
+                continue
             if kind in ("rasterDestination", "vectorDestination"):
                 path = self.parameterAsOutputLayer(parameters, name, context)
             elif kind == "fileDestination":

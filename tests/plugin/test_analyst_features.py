@@ -446,3 +446,36 @@ def test_a_research_file_runs_through_qgis_process_as_the_help_says(tmp_path):
     r = qgis_process("run", "fers:detect", "--", f"INPUT={tmp_path / 'gone.mat'}", f"OUTPUT={tmp_path / 'x.tif'}")
     assert r.returncode != 0 and f"INPUT: {tmp_path / 'gone.mat'} not found" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr and not (tmp_path / "x.tif").exists()
+
+
+TEMPORARY = """
+import json, os, sys
+sys.path[:0] = %r
+from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingContext, QgsProcessingFeedback,
+                       QgsProcessingOutputLayerDefinition, QgsProject)
+app = QgsApplication([], False); app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from fers_qgis.provider import FersProvider
+provider = FersProvider(); QgsApplication.processingRegistry().addProvider(provider)
+context = QgsProcessingContext(); context.setProject(QgsProject.instance())
+# what the Detect dialog hands the algorithm when the analyst leaves the outputs at [Create temporary layer]
+params = {"INPUT": sys.argv[1], "STRATEGY": "none", "DEVICE": "cpu",
+          "OUTPUT": QgsProcessingOutputLayerDefinition(QgsProcessing.TEMPORARY_OUTPUT, QgsProject.instance()),
+          "MASK": QgsProcessingOutputLayerDefinition(QgsProcessing.TEMPORARY_OUTPUT, QgsProject.instance())}
+res = processing.run("fers:detect", params, context=context, feedback=QgsProcessingFeedback())
+queued = list(context.layersToLoadOnCompletion().keys())
+print(json.dumps({"queued": queued, "exist": [os.path.exists(p) for p in queued],
+                  "outputs": [res["OUTPUT"], res["MASK"]]}))
+"""
+
+
+def test_temporary_outputs_are_the_files_written_and_nothing_else_is_queued(tmp_path):
+    """The Detect dialog ended with "The following layers were not correctly generated" in red: the overwrite check
+    asked QGIS for each output's path, which for a temporary output draws a new name and queues it for loading."""
+    r = run([os.path.join(VENV_BIN, "python"), "-c", TEMPORARY % QGIS_PYTHON_PATH, SAMPLE],
+            env={"QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert sorted(info["queued"]) == sorted(info["outputs"]) and all(info["exist"]), info
