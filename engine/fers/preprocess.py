@@ -127,10 +127,11 @@ def scale_cube(cube: np.ndarray, valid: np.ndarray, minmax: Optional[tuple] = No
     """
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf) in the selected bands: nothing to process")
+    every = bool(valid.all())
     if minmax is None:
-        # band by band: cube[:, valid] would copy the whole cube
-        lo = min(float(band[valid].min()) for band in cube)
-        hi = max(float(band[valid].max()) for band in cube)
+        # band by band: cube[:, valid] would copy the whole cube (and so would band[valid], when no pixel is out)
+        lo = min(float((band if every else band[valid]).min()) for band in cube)
+        hi = max(float((band if every else band[valid]).max()) for band in cube)
     else:
         lo, hi = minmax
     if not hi > lo:
@@ -139,5 +140,6 @@ def scale_cube(cube: np.ndarray, valid: np.ndarray, minmax: Optional[tuple] = No
     offset = np.float32(-SCALE_HALF_RANGE - lo * 2.0 * SCALE_HALF_RANGE / (hi - lo))
     cube *= scale
     cube += offset
-    cube[:, ~valid] = 0.0
+    if not every:
+        cube[:, ~valid] = 0.0
     return cube, (lo, hi)

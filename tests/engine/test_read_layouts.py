@@ -165,3 +165,39 @@ def test_read_windows_follow_the_blocks_and_the_budget():
             assert (y + h) % block[1] == 0 or y + h == window[1] + window[3]  # cut on block rows
         x0, y0, w, h = window
         assert cover[y0:y0 + h, x0:x0 + w].min() == 1 and cover.sum() == w * h  # each pixel read once
+
+
+def test_compressed_and_pixel_interleaved_geotiffs_are_decoded_on_several_threads(tmp_path, scene, monkeypatch):
+    """GDAL decodes a GeoTIFF's blocks on several threads when FERS opens a compressed or pixel-interleaved
+    one (not a band-interleaved uncompressed one, where it is slower), for that open only: nothing is left
+    set in GDAL's configuration, a GDAL_NUM_THREADS the user set is theirs, OMP_NUM_THREADS caps it; and what
+    is read on 4 threads, windows of several blocks each, equals GDAL's band-by-band read."""
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    paths = {name: write(tmp_path / f"{i}.tif", scene, "GTiff", LAYOUTS[name][1])
+             for i, name in enumerate(["band-interleaved GeoTIFF", "pixel-interleaved GeoTIFF strips",
+                                       "pixel-interleaved tiled DEFLATE"])}
+    decide = {name: raster_io.threaded_decoding(gdal, gdal.Open(p)) for name, p in paths.items()}
+    assert decide == {"band-interleaved GeoTIFF": None, "pixel-interleaved GeoTIFF strips": "ALL_CPUS",
+                      "pixel-interleaved tiled DEFLATE": "ALL_CPUS"}
+    tiled = paths["pixel-interleaved tiled DEFLATE"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one core given (a Dask worker): no threads
+    assert raster_io.threaded_decoding(gdal, gdal.Open(tiled)) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert raster_io.threaded_decoding(gdal, gdal.Open(tiled)) == "4"
+    assert raster_io.decoding_thread_count(gdal) == 4
+    # windows of at least 4 tiles (16×16 px: the 6 KB budget holds fewer), and the values are GDAL's
+    wins = raster_io.read_windows((16, 16), (0, 0, W, H), B, budget=6 * 1024, min_blocks=4)
+    assert wins[0] == (0, 0, 38, 16)
+    src = open_source(tiled)
+    cube, valid = src.read(list(range(B)))
+    ref, ref_valid = per_band(tiled, list(range(B)))
+    np.testing.assert_array_equal(cube, ref)
+    np.testing.assert_array_equal(valid, ref_valid)
+    assert gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None) is None  # set for the open only
+    assert gdal.GetConfigOption("GDAL_NUM_THREADS") is None
+    gdal.SetConfigOption("GDAL_NUM_THREADS", "1")  # the user's choice wins
+    try:
+        assert raster_io.threaded_decoding(gdal, gdal.Open(tiled)) is None
+    finally:
+        gdal.SetConfigOption("GDAL_NUM_THREADS", None)

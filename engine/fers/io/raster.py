@@ -99,13 +99,63 @@ def gdal_exceptions():
 
 def open_dataset(gdal, path: str):
     """``gdal.OpenEx`` read-only on a raster driver, the drivers of remote services left out unless the network
-    is allowed (``io.guard``); the caller has checked the path (``guard.check_input``)."""
+    is allowed (``io.guard``); the caller has checked the path (``guard.check_input``). A GeoTIFF whose blocks
+    are worth decoding on several threads is opened again with them (``threaded_decoding``)."""
     from .guard import allowed_drivers
 
     drivers = allowed_drivers(gdal)
-    if drivers is None:
-        return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
-    return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=drivers)
+
+    def open_():
+        if drivers is None:
+            return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+        return gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=drivers)
+
+    ds = open_()
+    threads = threaded_decoding(gdal, ds)
+    if threads is None:
+        return ds
+    ds = None
+    before = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
+    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", threads)
+    try:
+        return open_()
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", before)
+
+
+def threaded_decoding(gdal, ds) -> Optional[str]:
+    """GDAL_NUM_THREADS for a GeoTIFF that gains from decoding a read's blocks on several threads, else None.
+
+    GDAL's GeoTIFF driver (>= 3.6) takes NUM_THREADS from GDAL_NUM_THREADS when it opens a file; unset, a
+    read decodes its blocks one after the other. Measured on 2 cores (GDAL 3.6, 512²×200 float32, our reader):
+    tiled DEFLATE, pixel-interleaved 0.73 → 0.40 s and uncompressed pixel-interleaved strips 0.36 → 0.20 s,
+    but uncompressed band-interleaved strips 0.20 → 0.75 s (thousands of 8 KB blocks, each a task). So: when
+    the file is compressed or pixel-interleaved. Set for this thread and only while opening, so QGIS's own
+    settings and other threads are untouched; a GDAL_NUM_THREADS the user set wins (None: theirs applies),
+    and OMP_NUM_THREADS (what a Dask nanny or a job scheduler gives a worker) caps it, so a batch of workers
+    does not oversubscribe the cores."""
+    if ds is None or ds.GetDriver().ShortName != "GTiff" or gdal.GetConfigOption("GDAL_NUM_THREADS"):
+        return None
+    compression = (ds.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") or "NONE").upper()
+    interleave = (ds.GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper()
+    if compression == "NONE" and not (interleave == "PIXEL" and ds.RasterCount > 1):
+        return None
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads.isdigit():
+        return threads if int(threads) > 1 else None
+    return "ALL_CPUS"
+
+
+def decoding_thread_count(gdal) -> int:
+    """How many blocks GDAL may decode at once for our reads (``threaded_decoding``): a read window should
+    span at least that many blocks, since the threads share out the blocks of one call."""
+    for value in (gdal.GetConfigOption("GDAL_NUM_THREADS"), os.environ.get("OMP_NUM_THREADS")):
+        value = (value or "").strip().upper()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+        if value == "ALL_CPUS":
+            break
+    return os.cpu_count() or 1
 
 
 def gdal_message(error) -> str:
@@ -272,7 +322,7 @@ class GdalSource(Source):
             # a container's other band lists are read as the span of bands they cover (_read_container)
             span = (max(bands) - min(bands) + 1 if container is not None and bands and not whole
                     and _read_span(container, bands) else len(bands))
-            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), span):
+            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), span, min_blocks=decoding_thread_count(gdal)):
                 part, ok = cube[:, y - y0:y - y0 + ch, x - x0:x - x0 + cw], valid[y - y0:y - y0 + ch, x - x0:x - x0 + cw]
                 try:
                     if whole:
@@ -321,18 +371,20 @@ class GdalSource(Source):
 READ_BUDGET = 64 * 2 ** 20
 
 
-def read_windows(block, window, bands: int, budget: Optional[int] = None) -> list:
+def read_windows(block, window, bands: int, budget: Optional[int] = None, min_blocks: int = 1) -> list:
     """The windows (x, y, w, h) that cover ``window`` (x0, y0, w, h) along the file's own blocks ``block``
     (width, height): row strips whose height is a multiple of the block height, as many block rows as
     ``budget`` bytes of ``bands`` float32 values allow (at least one); where one block row is already over
     it (wide tiles, many bands), the strip is cut into runs of whole block columns too. Edges fall on the
-    file's block boundaries, so no block is needed by two windows and each is decoded once."""
+    file's block boundaries, so no block is needed by two windows and each is decoded once. ``min_blocks``:
+    a window that has to be cut holds at least that many block columns (GDAL's decoding threads work on the
+    blocks of one call; ``decoding_thread_count``)."""
     bw, bh = max(1, int(block[0])), max(1, int(block[1]))
     x0, y0, w, h = window
     budget = READ_BUDGET if budget is None else budget
     per_px = 4 * max(1, bands)
     rows = max(1, budget // (per_px * w * bh)) * bh
-    cols = w if per_px * w * bh <= budget else max(1, budget // (per_px * bh * bw)) * bw
+    cols = w if per_px * w * bh <= budget else max(1, min_blocks, budget // (per_px * bh * bw)) * bw
     return [(x, y, cw, ch) for y, ch in _aligned(y0, h, rows, bh) for x, cw in _aligned(x0, w, cols, bw)]
 
 
