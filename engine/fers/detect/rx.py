@@ -92,13 +92,17 @@ class RxStats:
                 self.shift = d.mean(1)
             d -= self.shift[:, None]
             return d
-        d = torch.from_numpy(self.scratch.get(x.shape))
-        d.copy_(x)
+        d = self.scratch.get(x.shape)
         if self.shift is None:
+            d = torch.from_numpy(d)
+            d.copy_(x)
             # shifting by a rough mean avoids the catastrophic cancellation of E[xxᵀ] − μμᵀ
             self.shift = d.mean(1)
-        d -= self.shift[:, None]
-        return d
+            d -= self.shift[:, None]
+            return d
+        # the cast and the subtraction in one pass (float32 → float64 exactly, then the same subtraction)
+        np.subtract(x.numpy(), self.shift.numpy()[:, None], out=d)
+        return torch.from_numpy(d)
 
     def _add_outer(self, d: torch.Tensor, sign: float) -> None:
         """s2 += sign · d dᵀ. On the CPU through NumPy, whose ``d @ d.T`` is BLAS's syrk (the symmetric
