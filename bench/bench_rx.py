@@ -4,6 +4,11 @@ Prints seconds for each and the ratio, plus the max relative score difference, a
 trimmed RX (the default with a model: two more passes) and of every classic detector (UTD, RXD-UTD, the
 local-mean variants, the dual-window RX) on the same cube. The dual-window RX solves one B×B system per
 pixel; BENCH_DUAL_ROWS (default 32) times its first rows of the cube and scales to the whole.
+
+Then the per-scene learners on the same cube: the AE (the product's run: its fixed iteration count, label-free
+rule) timed whole; Auto-AD timed over its first BENCH_AUTOAD_ITERATIONS (default 3) iterations, printed per
+iteration and as the bound its loss-based stop allows (at most 1001 iterations; it stops earlier when the loss
+flattens, which on the 100×100 ABU scenes took ~300-1000). BENCH_LEARNERS=0 skips both.
 """
 import os
 import sys
@@ -56,6 +61,21 @@ def main():
     t = dual_rows_seconds(cube, valid, rows)
     print(f"{'rx-dual 3/15 (from its first rows)':<36}{t * size / rows:8.3f} s ({t * size / rows / t_engine:.0f} × RX; "
           f"{rows} of {size} rows took {t:.2f} s)")
+    if os.environ.get("BENCH_LEARNERS", "1") != "0":
+        learners(cube, valid, t_engine)
+
+
+def learners(cube, valid, t_rx):
+    from fers.detect.ae import ITERATIONS, RULE, ae_scores
+    from fers.detect.autoad import MAX_ITERATIONS, autoad_scores
+
+    t, _ = timed(lambda: ae_scores(cube, valid, seed=0))
+    print(f"{f'ae ({ITERATIONS} iterations, rule {RULE})':<36}{t:8.3f} s ({t / t_rx:.0f} × RX)")
+    k = max(1, int(os.environ.get("BENCH_AUTOAD_ITERATIONS", 3)))
+    t, (_, info) = timed(lambda: autoad_scores(cube, valid, seed=0, max_iterations=k))
+    per = t / k  # the network's construction and the first weighting are counted in: an upper bound
+    print(f"{'autoad, per iteration':<36}{per:8.3f} s ({k} iterations took {t:.1f} s; at most {MAX_ITERATIONS} "
+          f"iterations: ≤ {per * MAX_ITERATIONS / 60:.0f} min on this machine)")
 
 
 class _StopAfterRows(Feedback):
