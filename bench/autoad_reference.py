@@ -213,49 +213,55 @@ def main(argv=None):
               f"bench/autoad_reference.py) vs fers.detect.autoad; {args.seeds} seed(s); "
               f"{'max ' + str(args.max_iterations) + ' iterations (smoke)' if args.max_iterations else '≤ 1001 iterations'}",
               flush=True)
+        data = {}
         for name in args.scenes:
             cube, gt, counted = original_cube(name, args.crop)
-            inputs = {"ours": cube, "ours-band": per_band(cube).astype(np.float32)}
-            their_inputs = {"theirs": per_band(cube), "theirs-global": global_unit(cube)}
-            for seed in range(args.seeds):
-                maps = {}
-                for variant in args.variants:
+            data[name] = {"gt": gt, "counted": counted, "bands": cube.shape[0],
+                          "ours": cube, "ours-band": per_band(cube).astype(np.float32),
+                          "theirs": per_band(cube), "theirs-global": global_unit(cube)}
+        maps = {}
+        # variant by variant (ours, theirs over every scene first): a run cut short still has the main pairs
+        for seed in range(args.seeds):
+            for variant in args.variants:
+                for name in args.scenes:
+                    d = data[name]
                     run_dir = os.path.join(folder, f"{name}-{variant}-{seed}")
                     os.makedirs(run_dir)
-                    if variant in inputs:
+                    if variant.startswith("ours"):
                         npy = os.path.join(run_dir, "cube.npy")
-                        np.save(npy, inputs[variant])
+                        np.save(npy, d[variant])
                         r = run_child(OURS, [npy, os.path.join(run_dir, "scores.npy"), str(seed),
                                              str(args.max_iterations)])
                     else:
-                        write_their_input(run_dir, their_inputs[variant])
-                        r = run_child(THEIRS, [root, run_dir, str(seed),
-                                               str(args.max_iterations)], cwd=run_dir)
+                        write_their_input(run_dir, d[variant])
+                        r = run_child(THEIRS, [root, run_dir, str(seed), str(args.max_iterations)], cwd=run_dir)
                         limit = args.max_iterations or 1001
                         r["stop"] = "the loss stopped falling" if r["iterations"] < limit else "the iteration limit"
-                    maps[variant] = np.load(os.path.join(run_dir, "scores.npy"))
-                    auc = float(roc_auc(maps[variant], gt, counted & np.isfinite(maps[variant])))
-                    row = {"scene": name, "bands": cube.shape[0], "variant": variant, "seed": seed,
-                           "auc": round(auc, 4), "iterations": r["iterations"], "stop": r["stop"],
-                           "seconds": round(r["seconds"], 1)}
-                    rows.append(row)
-                    print(f"{name:18s} {cube.shape[0]:3d} bands  {variant:13s} seed {seed}: AUC {auc:.4f}, "
-                          f"{r['iterations']} iterations ({r['stop']}), {r['seconds']:.0f} s", flush=True)
+                    m = maps[name, variant, seed] = np.load(os.path.join(run_dir, "scores.npy"))
                     shutil.rmtree(run_dir, ignore_errors=True)
-                for a, b in (("ours", "theirs"), ("ours-band", "theirs"), ("ours", "ours-band"),
-                             ("theirs-global", "ours")):
-                    if a in maps and b in maps:
-                        p, s = correlations(maps[a], maps[b])
-                        pairs.append({"scene": name, "seed": seed, "maps": f"{a} / {b}", "pearson": round(p, 4),
-                                      "spearman": round(s, 4)})
-                        print(f"{'':18s} maps {a} / {b}: Pearson {p:.4f}, Spearman {s:.4f}", flush=True)
+                    if m.shape != d["gt"].shape:
+                        raise SystemExit(f"{name} {variant}: map {m.shape}, scene {d['gt'].shape}")
+                    auc = float(roc_auc(m, d["gt"], d["counted"] & np.isfinite(m)))
+                    rows.append({"scene": name, "bands": d["bands"], "variant": variant, "seed": seed,
+                                 "auc": round(auc, 4), "iterations": r["iterations"], "stop": r["stop"],
+                                 "seconds": round(r["seconds"], 1)})
+                    print(f"{name:18s} {d['bands']:3d} bands  {variant:13s} seed {seed}: AUC {auc:.4f}, "
+                          f"{r['iterations']} iterations ({r['stop']}), {r['seconds']:.0f} s", flush=True)
+                    for a, b in (("ours", "theirs"), ("ours-band", "theirs"), ("ours", "ours-band"),
+                                 ("theirs-global", "ours"), ("theirs-global", "theirs")):
+                        if variant in (a, b) and (name, a, seed) in maps and (name, b, seed) in maps:
+                            p, sp = correlations(maps[name, a, seed], maps[name, b, seed])
+                            pairs.append({"scene": name, "seed": seed, "maps": f"{a} / {b}", "pearson": round(p, 4),
+                                          "spearman": round(sp, 4)})
+                            print(f"{'':18s} maps {a} / {b}: Pearson {p:.4f}, Spearman {sp:.4f}", flush=True)
+                    write(args.out, rows, pairs, head, quiet=True)  # after every run: a cut-short run keeps its figures
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     write(args.out, rows, pairs, head)
     return 0
 
 
-def write(out, rows, pairs, head):
+def write(out, rows, pairs, head, quiet=False):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "autoad_reference.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -265,12 +271,20 @@ def write(out, rows, pairs, head):
           "| scene | bands | run | seed | AUC | iterations | stop | seconds |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     md += [f"| {r['scene']} | {r['bands']} | {r['variant']} | {r['seed']} | {r['auc']:.4f} | {r['iterations']} | "
            f"{r['stop']} | {r['seconds']:.0f} |" for r in rows]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["scene"], r["variant"]), []).append(r["auc"])
+    if any(len(v) > 1 for v in groups.values()):
+        md += ["", "| scene | run | AUC mean ± SD over seeds | seeds |", "| --- | --- | --- | --- |"]
+        md += [f"| {k[0]} | {k[1]} | {np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f} | {len(v)} |"
+               for k, v in groups.items()]
     if pairs:
         md += ["", "| scene | seed | maps | Pearson | Spearman |", "| --- | --- | --- | --- | --- |"]
         md += [f"| {p['scene']} | {p['seed']} | {p['maps']} | {p['pearson']:.4f} | {p['spearman']:.4f} |" for p in pairs]
     with open(os.path.join(out, "autoad_reference.md"), "w") as f:
         f.write("\n".join(md) + "\n")
-    print("\n".join(md))
+    if not quiet:
+        print("\n".join(md))
 
 
 if __name__ == "__main__":
