@@ -27,7 +27,8 @@ very input theirs gets), ``theirs-global`` theirs on the globally scaled one, to
 
 Scenes: Table II's original cubes as bench/ae_harness.py defines them (the first min(200, B) bands, SPEC §0
 scaling; Beach is the Pavia crop LREN__abu-beach-4, ROSIS, 102 bands). Default abu-airport-1, abu-airport-2
-and the Pavia crop; ``--scenes`` to change, ``--seeds N`` runs seeds 0..N-1 on each side (default 1).
+and the Pavia crop; ``--scenes`` to change, ``--seeds N`` runs seeds 0..N-1 on each side (default 1;
+``--first-seed`` shifts them).
 
 Printed per scene and seed: ROC AUC of each map (the ground truth only scores, it selects nothing),
 iterations run and why each stopped, seconds of each run (their ``main`` / our ``autoad_scores``, imports
@@ -191,7 +192,8 @@ def original_cube(name, crop=0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", nargs="*", default=SCENES)
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 on each side")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 on each side (from --first-seed)")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--variants", nargs="*", default=["ours", "theirs"], choices=VARIANTS)
     ap.add_argument("--max-iterations", type=int, default=0, help="smoke runs only (0: 1001, theirs and ours)")
     ap.add_argument("--crop", type=int, default=0, help="smoke runs only: the top-left N×N pixels (N > 32)")
@@ -221,7 +223,7 @@ def main(argv=None):
                           "theirs": per_band(cube), "theirs-global": global_unit(cube)}
         maps = {}
         # variant by variant (ours, theirs over every scene first): a run cut short still has the main pairs
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for variant in args.variants:
                 for name in args.scenes:
                     d = data[name]
