@@ -25,7 +25,7 @@ VENV_STAMP := $(VENV)/.installed
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-authors bench-accuracy bench-batch check-cuda bench-table2 bench-ae train-default cards package resources clean
+.PHONY: setup apt venv test test-debian13 test-engine test-plugin test-install desktop-check demo screens bench bench-io bench-speed bench-authors bench-accuracy bench-batch check-cuda bench-table2 bench-ae bench-autoad-ref train-default cards package resources clean
 
 setup: apt venv $(VENV)/bin/fers-qgis-process
 	@echo "setup done: $(VENV)/bin/fers and $(VENV)/bin/fers-qgis-process"
@@ -183,6 +183,14 @@ bench-table2: venv
 # bench/out/ae_harness.csv (never the product's answer)
 bench-ae: venv
 	nice $(PY) bench/ae_harness.py
+
+# our Auto-AD against the Auto-AD authors' own AD_main_loop.py (taken at run time out of a git mirror of
+# github.com/RSIDEA-WHU2020/Auto-AD, AUTOAD_REPO, never committed; run on the CPU, patches listed in the script) on
+# Table II's original cubes (airport-1, airport-2, the Pavia crop): AUC, iterations and stop, seconds, map
+# correlation, bench/out/autoad_reference.*; about 10 minutes per scene and side on a CPU. Without the mirror: one
+# line, exit 2. BENCH_AUTOAD_REF_ARGS="--seeds 3 --variants ours theirs ours-band" for more
+bench-autoad-ref: venv
+	nice $(PY) bench/autoad_reference.py $(BENCH_AUTOAD_REF_ARGS)
 
 # on a machine with a CUDA GPU: GPU score maps against CPU ones, every strategy (CI has no GPU)
 check-cuda: venv

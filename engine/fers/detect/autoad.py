@@ -15,8 +15,11 @@ the authors' code returns it. Nothing here reads a ground truth: the stop is the
 What differs from the authors' ``AD_main_loop.py``, and why:
 - Nodata pixels carry weight 0 in the loss and enter the network as the scene's mean spectrum; their
   score is NaN. The reference has no nodata.
-- The cube is min-max scaled to [0, 1] over its valid pixels (the sigmoid output's range; the reference
-  reads scenes already scaled so).
+- The cube is min-max scaled to [0, 1] over its valid pixels, one min/max for all bands (the sigmoid
+  output's range; SPEC §0's global scaling). The reference scales nothing itself; the one scene it
+  publishes (data/HYDICE1.mat) is scaled band by band. bench/autoad_reference.py runs both: on Table II's
+  airport scenes the global scaling scores higher, and ours on the per-band cube scores as theirs does
+  (docs/REPRODUCING.md §3).
 - Seeded: the weights, the fixed input and the per-iteration input perturbation come from one generator,
   so a run on the CPU is repeatable (cudnn's autotuner, which the reference enables, is not used).
 - Memory: the whole scene goes through the network at once (the network is spatial: tiles would change
