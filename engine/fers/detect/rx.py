@@ -63,7 +63,12 @@ class RxModel:
 
 
 class RxStats:
-    """Streaming mean/covariance of pixel vectors (float64, shifted for stability)."""
+    """Streaming mean/covariance of pixel vectors (float64, shifted for stability).
+
+    On the CPU every step is NumPy's, none is torch's: torch's OpenMP threads keep spinning for a while after
+    each parallel torch operation, and in a loop that alternates torch reductions with BLAS calls they took a
+    core from OpenBLAS's threads (plain RX at 512²×200: 0.85-0.95 s with a torch sum per block, 0.65-0.67 s
+    with those threads made to sleep at once; this loop now leaves them idle from the start)."""
 
     def __init__(self, bands: int, device: torch.device):
         self.device = device
@@ -73,56 +78,50 @@ class RxStats:
         self.s2 = torch.zeros(bands, bands, dtype=torch.float64, device=device)
         self.scratch = Scratch()
 
+    def _cpu(self, x: torch.Tensor) -> bool:
+        return self.device.type == "cpu" and x.device.type == "cpu"
+
     def update(self, x: torch.Tensor) -> None:
         """x: (B, n) valid pixel vectors, bands first (as they lie in a (B, H, W) cube)."""
-        if x.shape[1] == 0:
-            return
-        d = self._centred(x)
-        self.n += d.shape[1]
-        self.s1 += d.sum(1)
-        self._add_outer(d, 1.0)
-
-    def _centred(self, x: torch.Tensor) -> torch.Tensor:
-        """x − shift in float64, a new array, never the caller's cube. On the CPU into a scratch buffer kept
-        from block to block: a fresh 20–60 MB array per block costs its page faults every time (a tenth of
-        plain RX's statistics pass at 512²×200); the values are the same cast and subtraction bit for bit."""
-        if self.device.type != "cpu" or x.device.type != "cpu":
-            d = x.to(self.device, torch.float64, copy=True)
-            if self.shift is None:
-                self.shift = d.mean(1)
-            d -= self.shift[:, None]
-            return d
-        d = self.scratch.get(x.shape)
-        if self.shift is None:
-            d = torch.from_numpy(d)
-            d.copy_(x)
-            # shifting by a rough mean avoids the catastrophic cancellation of E[xxᵀ] − μμᵀ
-            self.shift = d.mean(1)
-            d -= self.shift[:, None]
-            return d
-        # the cast and the subtraction in one pass (float32 → float64 exactly, then the same subtraction)
-        np.subtract(x.numpy(), self.shift.numpy()[:, None], out=d)
-        return torch.from_numpy(d)
-
-    def _add_outer(self, d: torch.Tensor, sign: float) -> None:
-        """s2 += sign · d dᵀ. On the CPU through NumPy, whose ``d @ d.T`` is BLAS's syrk (the symmetric
-        rank-k update, half the multiply-adds of the general product torch's addmm does: the covariance was
-        a third of plain RX's time); elsewhere torch's addmm."""
-        if d.device.type == "cpu":
-            g = torch.from_numpy(np.dot(d.numpy(), d.numpy().T))
-            self.s2 += g if sign > 0 else -g
-        else:
-            self.s2.addmm_(d, d.T, alpha=sign)
+        self._add(x, 1)
 
     def remove(self, x: torch.Tensor) -> None:
         """Take pixels that ``update`` saw out of the statistics again (the trimmed RX: 1% of the pixels,
         so this is far cheaper than a new pass over the other 99%; float64 sums, no cancellation to fear)."""
+        self._add(x, -1)
+
+    def _add(self, x: torch.Tensor, sign: int) -> None:
         if x.shape[1] == 0:
             return
-        d = self._centred(x)
-        self.n -= d.shape[1]
-        self.s1 -= d.sum(1)
-        self._add_outer(d, -1.0)
+        self.n += sign * x.shape[1]
+        if not self._cpu(x):
+            d = x.to(self.device, torch.float64, copy=True)  # centred in place: never the caller's cube
+            if self.shift is None:
+                # shifting by a rough mean avoids the catastrophic cancellation of E[xxᵀ] − μμᵀ
+                self.shift = d.mean(1)
+            d -= self.shift[:, None]
+            self.s1.add_(d.sum(1), alpha=sign)
+            self.s2.addmm_(d, d.T, alpha=sign)
+            return
+        xs = x.numpy()
+        # x − shift in float64 into a scratch array kept from block to block (a fresh 20–60 MB array per block
+        # costs its page faults every time), never the caller's cube
+        d = self.scratch.get(xs.shape)
+        if self.shift is None:
+            np.copyto(d, xs)
+            self.shift = torch.from_numpy(d.mean(1))
+            d -= self.shift.numpy()[:, None]
+        else:  # the cast and the subtraction in one pass
+            np.subtract(xs, self.shift.numpy()[:, None], out=d)
+        s1, s2 = self.s1.numpy(), self.s2.numpy()  # the tensors' own memory
+        # d @ d.T is BLAS's syrk in NumPy (the symmetric rank-k update: half the multiply-adds of a general
+        # product; the covariance was a third of plain RX's time)
+        if sign > 0:
+            s1 += d.sum(1)
+            s2 += np.dot(d, d.T)
+        else:
+            s1 -= d.sum(1)
+            s2 -= np.dot(d, d.T)
 
     def finalize(self, feedback: Optional[Feedback] = None) -> RxModel:
         if self.n < 2:
@@ -221,7 +220,6 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
     bands, height, width = cube.shape
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf): nothing to detect")
-    t = torch.from_numpy(cube)
     blocks = list(_row_blocks(height, width, bands, block_bytes))
     rounds = 2 if trim > 0 else 1
     # what each pass is, for the progress text: the trimmed RX's second pass is not a repeat of the first
@@ -229,12 +227,13 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
               else ["RX"])
 
     def pixels(rs, mask):
-        """(B, n) pixels of a row block where ``mask`` holds (a view when it holds everywhere), and the mask."""
-        x = t[:, rs].reshape(bands, -1)
+        """(B, n) pixels of a row block where ``mask`` holds (a view when it holds everywhere), and the mask.
+        NumPy's indexing, not torch's: no torch thread is woken inside RX's loops (``RxStats``)."""
+        x = cube[:, rs].reshape(bands, -1)
         m = mask[rs].reshape(-1)
-        return (x, None) if bool(m.all()) else (x[:, m], m)
+        return (torch.from_numpy(x), None) if m.all() else (torch.from_numpy(x[:, m]), m)
 
-    vmask = torch.from_numpy(valid)
+    valid = np.asarray(valid, dtype=bool)
     out = np.full((height, width), np.nan, dtype=np.float32)
     scratch = (stats_scratch := Scratch(), Scratch())
     with torch.inference_mode():
@@ -245,7 +244,7 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
             if r:
                 # the pixels the first pass scored highest leave the background statistics
                 cut = np.quantile(out[valid], 1.0 - trim)
-                outliers = vmask & torch.from_numpy(out > cut)
+                outliers = valid & (out > cut)
                 feedback.info(f"trimmed RX: the {int(outliers.sum())} pixels the first pass scored highest (the top "
                               f"{trim * 100:g}%) leave the background mean and covariance; every pixel is scored again")
             for i, rs in enumerate(blocks):
@@ -253,18 +252,18 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
                 if r:
                     stats.remove(pixels(rs, outliers)[0])
                 else:
-                    stats.update(pixels(rs, vmask)[0])
+                    stats.update(pixels(rs, valid)[0])
                 feedback.progress(base + share * 0.5 * (i + 1) / len(blocks), f"{passes[r]}: statistics")
             model = stats.finalize(feedback if r == rounds - 1 else None)
             for i, rs in enumerate(blocks):
                 feedback.check()
-                x, m = pixels(rs, vmask)
+                x, m = pixels(rs, valid)
                 scores = rx_scores_from_model(model, x, scratch).cpu().numpy().astype(np.float32)
                 if m is None:
                     out[rs] = scores.reshape(-1, width)
                 else:
                     block = out[rs].reshape(-1)
-                    block[m.numpy()] = scores
+                    block[m] = scores
                     out[rs] = block.reshape(-1, width)
                 feedback.progress(base + share * (0.5 + 0.5 * (i + 1) / len(blocks)), f"{passes[r]}: scores")
     return out, model
