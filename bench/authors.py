@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import DATA, REPO, real_mosaic  # noqa: E402
+from common import DATA, REPO, mirror_archive, mirror_has, real_mosaic  # noqa: E402
 from peers import LAYOUTS, write_tif  # noqa: E402
 
 DEFAULT_MIRROR = os.path.abspath(os.path.join(REPO, "..", ".mirror", "xjpp2016+FERS", "repo"))
@@ -105,21 +105,6 @@ print(json.dumps({"seconds": t4 - t0, "features": t2 - t1, "rx": t3 - t2}))
 """
 
 
-def mirror_ok(path):
-    r = subprocess.run(["git", "-C", path, "cat-file", "-e", f"HEAD:{THEIR_FILES[-1]}"], capture_output=True)
-    return os.path.isdir(path) and r.returncode == 0
-
-
-def extract(mirror, into):
-    """The authors' files out of the mirror's HEAD into ``into`` (git archive | tar -x)."""
-    arch = subprocess.Popen(["git", "-C", mirror, "archive", "HEAD", *THEIR_FILES], stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", into], stdin=arch.stdout, check=True)
-    if arch.wait() != 0:
-        raise SystemExit(f"git archive of {mirror} failed")
-    head = subprocess.run(["git", "-C", mirror, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return os.path.join(into, "FERS_ABU"), head.stdout.strip()
-
-
 def sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -148,13 +133,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="OMP/BLAS threads of both sides (0: their default)")
     args = ap.parse_args(argv)
     mirror = os.path.abspath(os.environ.get("AUTHORS_REPO") or DEFAULT_MIRROR)
-    if not mirror_ok(mirror):
+    if not mirror_has(mirror, THEIR_FILES[-1]):
         print(f"the authors' code is not at {mirror}: mirror it (fetch github:xjpp2016/FERS) and set "
               "AUTHORS_REPO to its git directory; nothing compared")
         return 0
     folder = tempfile.mkdtemp(prefix="fers-authors-")
     try:
-        root, head = extract(mirror, folder)
+        head = mirror_archive(mirror, THEIR_FILES, folder)
+        root = os.path.join(folder, "FERS_ABU")
         same = all(sha256(os.path.join(root, "saved_models/aviris/200bands", f)) == sha256(os.path.join(MODEL, f))
                    for f in ("convh.pt", "enc.pt", "pc.pt"))
         cube = real_mosaic(args.size, 200)

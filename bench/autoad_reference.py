@@ -39,7 +39,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO  # noqa: E402
+from common import REPO, mirror_archive, mirror_has  # noqa: E402
 
 DEFAULT_MIRROR = os.path.abspath(os.path.join(REPO, "..", ".mirror", "RSIDEA-WHU2020+Auto-AD", "repo"))
 THEIR_FILES = ["AD_main_loop.py", "models", "utils"]
@@ -122,22 +121,6 @@ print(json.dumps({"seconds": seconds, "iterations": info["autoad_iterations"], "
 """
 
 
-def mirror_ok(path):
-    r = subprocess.run(["git", "--git-dir", path, "cat-file", "-e", "HEAD:AD_main_loop.py"], capture_output=True)
-    return os.path.isdir(path) and r.returncode == 0
-
-
-def extract(mirror, into):
-    """Their files out of the mirror's HEAD into ``into`` (git archive | tar -x); (folder, short commit)."""
-    arch = subprocess.Popen(["git", "--git-dir", mirror, "archive", "HEAD", *THEIR_FILES], stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", into], stdin=arch.stdout, check=True)
-    if arch.wait() != 0:
-        raise SystemExit(f"git archive of {mirror} failed")
-    head = subprocess.run(["git", "--git-dir", mirror, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True)
-    return into, head.stdout.strip()
-
-
 def per_band(cube):
     """Min-max to [0, 1] band by band, as their published scene is (a constant band becomes 0)."""
     x = cube.astype(np.float64)
@@ -200,7 +183,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
     args = ap.parse_args(argv)
     mirror = os.path.abspath(os.environ.get("AUTOAD_REPO") or DEFAULT_MIRROR)
-    if not mirror_ok(mirror):
+    if not mirror_has(mirror, "AD_main_loop.py"):
         print(f"the Auto-AD authors' code is not at {mirror}: mirror github:RSIDEA-WHU2020/Auto-AD and set "
               "AUTOAD_REPO to its git directory", file=sys.stderr)
         return 2
@@ -209,8 +192,9 @@ def main(argv=None):
     folder = tempfile.mkdtemp(prefix="fers-autoad-ref-")
     rows, pairs = [], []
     try:
-        os.makedirs(os.path.join(folder, "autoad"))
-        root, head = extract(mirror, os.path.join(folder, "autoad"))
+        root = os.path.join(folder, "autoad")
+        os.makedirs(root)
+        head = mirror_archive(mirror, THEIR_FILES, root)
         print(f"Auto-AD: the authors' AD_main_loop.py (RSIDEA-WHU2020/Auto-AD@{head}, CPU, patches in "
               f"bench/autoad_reference.py) vs fers.detect.autoad; {args.seeds} seed(s); "
               f"{'max ' + str(args.max_iterations) + ' iterations (smoke)' if args.max_iterations else '≤ 1001 iterations'}",

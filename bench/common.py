@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts (not part of the engine)."""
 import os
 import resource
+import subprocess
 import time
 
 import numpy as np
@@ -39,3 +40,20 @@ def timed(fn, repeat=1):
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def mirror_has(mirror: str, path: str) -> bool:
+    """Whether the git mirror (a bare repository) holds ``path`` at HEAD; the benches that run other authors'
+    code (authors.py, autoad_reference.py) take it out of such a mirror at run time, never committing it."""
+    r = subprocess.run(["git", "--git-dir", mirror, "cat-file", "-e", f"HEAD:{path}"], capture_output=True)
+    return os.path.isdir(mirror) and r.returncode == 0
+
+
+def mirror_archive(mirror: str, files, into: str) -> str:
+    """``files`` out of the mirror's HEAD into the folder ``into`` (git archive | tar -x); HEAD's short commit."""
+    arch = subprocess.Popen(["git", "--git-dir", mirror, "archive", "HEAD", *files], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", into], stdin=arch.stdout, check=True)
+    if arch.wait() != 0:
+        raise SystemExit(f"git archive of {mirror} failed")
+    head = subprocess.run(["git", "--git-dir", mirror, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return head.stdout.strip()
