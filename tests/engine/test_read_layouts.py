@@ -185,7 +185,7 @@ def test_compressed_and_pixel_interleaved_geotiffs_are_decoded_on_several_thread
     assert raster_io.threaded_decoding(gdal, gdal.Open(tiled)) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert raster_io.threaded_decoding(gdal, gdal.Open(tiled)) == "4"
-    assert raster_io.decoding_thread_count(gdal) == 4
+    assert raster_io.decoding_thread_count(gdal, gdal.Open(tiled)) == 4
     # windows of at least 4 tiles (16×16 px: the 6 KB budget holds fewer), and the values are GDAL's
     wins = raster_io.read_windows((16, 16), (0, 0, W, H), B, budget=6 * 1024, min_blocks=4)
     assert wins[0] == (0, 0, 38, 16)

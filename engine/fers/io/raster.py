@@ -146,16 +146,14 @@ def threaded_decoding(gdal, ds) -> Optional[str]:
     return "ALL_CPUS"
 
 
-def decoding_thread_count(gdal) -> int:
-    """How many blocks GDAL may decode at once for our reads (``threaded_decoding``): a read window should
-    span at least that many blocks, since the threads share out the blocks of one call."""
-    for value in (gdal.GetConfigOption("GDAL_NUM_THREADS"), os.environ.get("OMP_NUM_THREADS")):
-        value = (value or "").strip().upper()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-        if value == "ALL_CPUS":
-            break
-    return os.cpu_count() or 1
+def decoding_thread_count(gdal, ds) -> int:
+    """How many blocks GDAL decodes at once for reads of ``ds`` (the user's GDAL_NUM_THREADS, else
+    ``threaded_decoding``'s choice, else 1): a read window should span at least that many blocks, since the
+    threads share out the blocks of one call."""
+    value = (gdal.GetConfigOption("GDAL_NUM_THREADS") or threaded_decoding(gdal, ds) or "1").strip().upper()
+    if value == "ALL_CPUS":
+        return os.cpu_count() or 1
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def gdal_message(error) -> str:
@@ -322,7 +320,7 @@ class GdalSource(Source):
             # a container's other band lists are read as the span of bands they cover (_read_container)
             span = (max(bands) - min(bands) + 1 if container is not None and bands and not whole
                     and _read_span(container, bands) else len(bands))
-            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), span, min_blocks=decoding_thread_count(gdal)):
+            for x, y, cw, ch in read_windows(block, (x0, y0, w, h), span, min_blocks=decoding_thread_count(gdal, ds)):
                 part, ok = cube[:, y - y0:y - y0 + ch, x - x0:x - x0 + cw], valid[y - y0:y - y0 + ch, x - x0:x - x0 + cw]
                 try:
                     if whole:
