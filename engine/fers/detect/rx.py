@@ -235,10 +235,9 @@ def rx(cube: np.ndarray, valid: np.ndarray, device: str = "cpu", feedback: Optio
 
     valid = np.asarray(valid, dtype=bool)
     out = np.full((height, width), np.nan, dtype=np.float32)
-    scratch = (stats_scratch := Scratch(), Scratch())
     with torch.inference_mode():
         stats = RxStats(bands, dev)
-        stats.scratch = stats_scratch  # the statistics' centred block and the scores' share one array
+        scratch = (stats.scratch, Scratch())  # the statistics' centred block and the scores' share one array
         for r in range(rounds):
             base, share = r / rounds, 1 / rounds
             if r:
