@@ -2,7 +2,7 @@
 
 Prints seconds for each and the ratio, plus the max relative score difference, and the seconds of the
 trimmed RX (the default with a model: two more passes) and of every classic detector (UTD, RXD-UTD, the
-local-mean variants, the dual-window RX) on the same cube. The dual-window RX solves one B×B system per
+local-mean variants, the dual-window RX) on the same cube, with the working memory of the global ones. The dual-window RX solves one B×B system per
 pixel; BENCH_DUAL_ROWS (default 32) times its first rows of the cube and scales to the whole.
 
 Then the per-scene learners on the same cube: the AE (the product's run: its fixed iteration count, label-free
@@ -55,14 +55,30 @@ def main():
     print(f"{f'engine RX trimmed {DEFAULT_TRIM:g}':<36}{t_trim:8.3f} s ({t_trim / t_engine:.2f} × plain)")
     for name, local in (("utd", 0), ("rxd-utd", 0), ("rx", 9), ("utd", 9), ("rxd-utd", 9)):
         t, _ = timed(lambda: global_scores(cube, valid, name, local_mean=local))
+        peak = traced_peak(lambda: global_scores(cube, valid, name, local_mean=local))
         label = f"{name}{f' local mean {local}' if local else ''}"
-        print(f"{label:<36}{t:8.3f} s ({t / t_engine:.2f} × RX)")
+        print(f"{label:<36}{t:8.3f} s ({t / t_engine:.2f} × RX); working memory {peak / 2 ** 20:.0f} MB "
+              f"({peak / cube.nbytes:.2f} × the cube)")
     rows = min(size, int(os.environ.get("BENCH_DUAL_ROWS", 32)))
     t = dual_rows_seconds(cube, valid, rows)
     print(f"{'rx-dual 3/15 (from its first rows)':<36}{t * size / rows:8.3f} s ({t * size / rows / t_engine:.0f} × RX; "
           f"{rows} of {size} rows took {t:.2f} s)")
     if os.environ.get("BENCH_LEARNERS", "1") != "0":
         learners(cube, valid, t_engine)
+
+
+def traced_peak(fn):
+    """Peak bytes ``fn`` allocates beyond what exists when it starts (NumPy reports its arrays to tracemalloc;
+    a separate untimed run, as tracing slows it). The classic detectors stream their row blocks: a few blocks'
+    worth, not a multiple of the cube."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def learners(cube, valid, t_rx):

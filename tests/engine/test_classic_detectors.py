@@ -60,6 +60,24 @@ def test_local_mean_is_the_mean_of_the_valid_pixels_of_the_window(crop):
                                    err_msg=name)
 
 
+def test_streamed_row_blocks_give_the_same_map(crop):
+    """Blocks of a few rows (block_bytes of about one row): the local means of each block come from its own
+    rows and the window's reach above and below it, so the map equals the one-block map, a nodata pixel at a
+    block's edge included, for a window wider than a block."""
+    cube, valid, _ = crop
+    cube, valid = cube.copy(), valid.copy()
+    cube[:, 8, :3] = np.nan  # nodata along a row that ends up at a block edge
+    valid[8, :3] = False
+    row = cube.shape[0] * cube.shape[2] * 8 * 3  # fers.detect.rx's bytes per row of a block
+    for name, size in (("rx", 0), ("utd", 0), ("utd", 5), ("rxd-utd", 9), ("rx", 3)):
+        whole, _ = global_scores(cube, valid, name, local_mean=size)
+        for rows in (1, 3, 7):
+            got, _ = global_scores(cube, valid, name, local_mean=size, block_bytes=rows * row)
+            np.testing.assert_array_equal(np.isnan(got), ~valid)
+            np.testing.assert_allclose(got[valid], whole[valid], rtol=1e-9, atol=1e-9 * np.abs(whole[valid]).max(),
+                                       err_msg=f"{name} local mean {size}, {rows}-row blocks")
+
+
 def test_dual_window_rx_equals_a_per_pixel_numpy_rx_of_the_ring(crop):
     cube, valid, p = crop
     b, h, w = cube.shape

@@ -68,7 +68,7 @@ def _unit_scale(cube: np.ndarray, valid: np.ndarray) -> Tuple[float, float]:
 
 def _local_means(y: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
     """Mean of each band of ``y`` (k, H, W) over the valid pixels of a size×size window (clipped at the
-    edges), in place of ``y``'s copy. A pixel whose window holds no other valid pixel keeps its own value."""
+    edges), a new array. A pixel whose window holds no other valid pixel keeps its own value."""
     from scipy.ndimage import uniform_filter
 
     v = valid.astype(np.float64)
@@ -81,55 +81,86 @@ def _local_means(y: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _scores(detector: str, y: np.ndarray, mean_y: np.ndarray, one_y: np.ndarray) -> np.ndarray:
+    """Each column's score from its whitened vector ``y`` (r, n) and whitened background mean ``mean_y``
+    ((r, n), or (r, 1) for the global mean)."""
+    d = y - mean_y  # whitened r − μ
+    if detector == "rx":
+        return np.einsum("kn,kn->n", d, d)
+    if detector == "utd":
+        return np.einsum("kn,kn->n", one_y[:, None] - mean_y, d)
+    return np.einsum("kn,kn->n", y - one_y[:, None], d)
+
+
 def global_scores(cube: np.ndarray, valid: np.ndarray, detector: str, local_mean: int = 0, device: str = "cpu",
                   feedback: Optional[Feedback] = None, block_bytes: int = 64 << 20) -> tuple:
     """RXD / UTD / RXD-UTD with one global covariance and a global or local (``local_mean`` pixels) mean.
 
-    Returns (scores float32 (H, W), NaN where invalid; RxModel)."""
+    Streamed like fers.detect.rx: one pass over row blocks for the mean and covariance, one to score; each
+    block is whitened, its local means (if any) taken from it and ``local_mean // 2`` rows above and below it
+    (the box filter's reach), scored, and dropped, so the working memory is a few blocks whatever the raster's
+    size. Returns (scores float32 (H, W), NaN where invalid; RxModel)."""
     feedback = feedback or Feedback()
     if detector not in ("rx", "utd", "rxd-utd"):
         raise InputError(f"unknown global detector '{detector}'")
     local_mean = check_local_mean(local_mean)
+    valid = np.asarray(valid, dtype=bool)
     if not valid.any():
         raise InputError("every pixel is nodata (or NaN/Inf): nothing to detect")
     bands, height, width = cube.shape
     dev = torch.device(device)
+    cpu = dev.type == "cpu"
     lo, span = _unit_scale(cube, valid) if detector != "rx" else (0.0, 1.0)
-    t = torch.from_numpy(cube)
-    vmask = torch.from_numpy(valid)
     blocks = list(_row_blocks(height, width, bands, block_bytes))
+    half = local_mean // 2
+    if half:  # blocks of at least 4 halos, so that the halo rows whitened twice stay a small share of the work
+        rows = max(blocks[0].stop - blocks[0].start, 4 * half)
+        blocks = [slice(r0, min(height, r0 + rows)) for r0 in range(0, height, rows)]
+
+    def pixels(rs, mask=None):
+        """(B, n) float64 pixels of a row block (those where ``mask`` holds), scaled as the detector sees them.
+        NumPy's on the CPU, as in fers.detect.rx: a torch operation inside these loops wakes torch's OpenMP
+        threads, which keep spinning and take a core from the BLAS threads of the products around them."""
+        x = cube[:, rs].reshape(bands, -1)
+        if mask is not None:
+            m = mask[rs].reshape(-1)
+            if not m.all():
+                x = x[:, m]
+        if cpu:
+            d = np.subtract(x, lo, dtype=np.float64)  # a float64 copy: never the caller's cube
+            if span != 1.0:
+                d /= span
+            return d
+        return (torch.from_numpy(x).to(dev, torch.float64) - lo) / span
+
+    out = np.full((height, width), np.nan, dtype=np.float32)
     with torch.inference_mode():
         stats = RxStats(bands, dev)
         for i, rs in enumerate(blocks):
             feedback.check()
-            x = t[:, rs].reshape(bands, -1)[:, vmask[rs].reshape(-1)]
-            stats.update((x.to(torch.float64) - lo) / span)
-            feedback.progress(0.3 * (i + 1) / len(blocks), "background mean and covariance")
+            x = pixels(rs, valid)
+            stats.update(torch.from_numpy(x) if cpu else x)
+            feedback.progress(0.5 * (i + 1) / len(blocks), "background mean and covariance")
         model = stats.finalize(feedback)
-        w = model.whitening  # (B, r)
-        mu_y = w.T @ model.mean  # whitened global mean
-        one_y = w.T @ torch.ones(bands, dtype=torch.float64, device=dev)
-        # the whitened cube, float64 (r, H, W): what every score is a dot product of
-        y = np.empty((w.shape[1], height, width), dtype=np.float64)
+        w_t = np.ascontiguousarray(model.whitening.cpu().numpy().T)  # (r, B): K⁺ = W Wᵀ, y = Wᵀ r
+        w_dev = None if cpu else model.whitening.T.contiguous()
+        mu_y = (w_t @ model.mean.cpu().numpy())[:, None]  # whitened global mean
+        one_y = w_t @ np.ones(bands)
         for i, rs in enumerate(blocks):
             feedback.check()
-            x = (t[:, rs].reshape(bands, -1).to(dev, torch.float64) - lo) / span
-            y[:, rs] = (w.T @ x).cpu().numpy().reshape(-1, rs.stop - rs.start, width)
-            feedback.progress(0.3 + 0.4 * (i + 1) / len(blocks), "whitening")
-        if local_mean:
-            mean_y = _local_means(y, valid, local_mean)
-        else:
-            mean_y = mu_y.cpu().numpy()[:, None, None]
-        feedback.check()
-        d = y - mean_y  # whitened r − μ
-        if detector == "rx":
-            s = np.einsum("khw,khw->hw", d, d)
-        elif detector == "utd":
-            s = np.einsum("khw,khw->hw", one_y.cpu().numpy()[:, None, None] - mean_y, d)
-        else:
-            s = np.einsum("khw,khw->hw", y - one_y.cpu().numpy()[:, None, None], d)
-    feedback.progress(1.0, "scores")
-    out = s.astype(np.float32)
+            # the rows the local means of this block reach (none beyond the block for the global mean)
+            ext = slice(max(0, rs.start - half), min(height, rs.stop + half))
+            x = pixels(ext)
+            y = w_t @ x if cpu else (w_dev @ x).cpu().numpy()
+            if half:
+                top, n_rows = rs.start - ext.start, rs.stop - rs.start
+                y = y.reshape(-1, ext.stop - ext.start, width)
+                mean_y = _local_means(y, valid[ext], local_mean)[:, top:top + n_rows].reshape(y.shape[0], -1)
+                y = y[:, top:top + n_rows].reshape(y.shape[0], -1)
+            else:
+                mean_y = mu_y
+            out[rs] = _scores(detector, y, mean_y, one_y).reshape(-1, width)
+            feedback.progress(0.5 + 0.5 * (i + 1) / len(blocks), "scores")
     out[~valid] = np.nan
     return out, model
 
