@@ -174,8 +174,8 @@ bench-batch: venv
 
 # the FERS paper's Table II on our scenes: RX, AE (label-free product rule and, labelled, the authors' ground-truth
 # selection), UTD, RXD-UTD, dual-window RX, original and enhanced (bundled model; authors' H+F_spe checkpoint),
-# Δ and seconds per scene, Markdown + CSV in bench/out/table2.*; AUTOAD=1 adds Auto-AD (tens of minutes per scene
-# on a CPU; AUTOAD_SCENES=abu-airport-1 limits it)
+# Δ and seconds per scene, Markdown + CSV in bench/out/table2.*; AUTOAD=1 adds Auto-AD (2-9 minutes per cube
+# on one CPU core, about an hour for the 18; AUTOAD_SCENES=abu-airport-1 limits it)
 bench-table2: venv
 	nice $(PY) bench/bench_table2.py
 

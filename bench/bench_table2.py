@@ -13,8 +13,9 @@ Detectors, each on each cube (what `fers detect --detector D` computes on that c
 - ae (authors' selection): the same AE loop, seed 0, keeping the iteration with the best ground-truth AUC as
   the authors' utils/AE.py does — label leakage, the conformance figure only, never a product answer;
 - utd, rxd-utd: ENVI's, global mean; rx-dual: local dual-window RX, windows 3/15 (the engine's default);
-- autoad: Auto-AD, only with AUTOAD=1 (tens of minutes per scene on a CPU); AUTOAD_SCENES limits it to some
-  scenes (comma-separated names).
+- autoad: Auto-AD, only with AUTOAD=1 (2-9 minutes per 100×100 cube on one CPU core, 101-701 iterations; about
+  an hour for the 18 cubes of Table II's six scenes); AUTOAD_SCENES limits it to some scenes (comma-separated
+  names).
 
 Δ = enhanced − original per detector. Seconds per scene: the detector's, plus for the enhanced cubes the
 model's (F_spe, F_spa). Paper figures: Table II's AE column as issue 21 quotes it (airport-1..3, original);

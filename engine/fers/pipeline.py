@@ -151,6 +151,13 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
     return buf
 
 
+# what research/autoad_enhanced.py measured with the bundled models (seed 0, mean AUC per selection group)
+AUTOAD_ENHANCED_WARNING = (
+    "Auto-AD on an enhanced cube scored well below Auto-AD on the original cube on the selection groups with the "
+    "bundled models (mean AUC 0.71 vs 0.99 background anomalies, 0.49 vs 0.92 implanted targets; "
+    "docs/REPRODUCING.md §3): use it with STRATEGY=none, or RX on the enhanced cube")
+
+
 @full_fp32
 def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", detector: str = "rx",
                 model=None, device: str = "cpu", feedback: Optional[Feedback] = None, seed: int = 0,
@@ -197,6 +204,9 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         feedback.warn("the AE on an enhanced cube scored below chance on the selection groups with the bundled "
                       "models (mean AUC 0.53 background anomalies, 0.31 implanted targets; docs/REPRODUCING.md §3): "
                       "RX is the detector the enhancement is made for")
+    if detector == "autoad" and (need_spe or need_spa):
+        # research/autoad_enhanced.py's rule and figures (tests/test_autoad_enhanced_rule.py keeps them equal)
+        feedback.warn(AUTOAD_ENHANCED_WARNING)
     info = {"strategy": strategy, "model_seconds": 0.0}
     if detector == "rx":
         info["rx_trim"] = rx_trim
