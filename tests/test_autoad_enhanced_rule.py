@@ -71,3 +71,34 @@ def test_score_scene_warns_once_for_autoad_on_an_enhanced_cube():
         with pytest.raises(Cancelled):
             score_scene(cube, valid[:40, :40], strategy, detector, model, feedback=log)
         assert log.warned == said, (strategy, detector)
+
+
+def test_the_scaling_rule_was_decided_for_global_and_the_product_scales_globally():
+    """research/autoad_scaling.py stopped once its outcome was fixed: with the recorded per-band cell and the
+    best case (AUC 1) for every cell it did not run, per-band still fails the rule. And the product's Auto-AD
+    is what was kept: one global min-max, so an affine map of the whole cube leaves its map unchanged, while
+    rescaling one band changes it."""
+    sys.path[:0] = [os.path.join(REPO, "research"), os.path.join(REPO, "bench")]
+    import autoad_scaling
+
+    from fers.detect.autoad import autoad_scores
+    from fers.io import open_source
+
+    rec = json.load(open(os.path.join(REPO, "research", "decisions", "autoad-scaling.json")))
+    best = {g: {"original": 1.0, "enhanced": 1.0} for g in rec["global"]}
+    ran = [c for c in rec["cells"] if c["group"] == "background anomalies" and c["cube"] == "original"]
+    best["background anomalies"]["original"] = (sum(c["auc"] for c in ran) + 4 - len(ran)) / 4
+    adopt, _ = autoad_scaling.decide(rec["global"], best)
+    assert adopt is rec["adopt_per_band"] is False
+
+    src = open_source(os.path.join(RAW, "abu-urban-1.mat"))
+    cube, valid = src.read(list(range(30)))
+    cube = np.ascontiguousarray(cube[:, :40, :40], dtype=np.float32)
+    valid = valid[:40, :40]
+    base, _ = autoad_scores(cube, valid, max_iterations=3)
+    same, _ = autoad_scores(cube * 3.0 + 100.0, valid, max_iterations=3)
+    np.testing.assert_allclose(same, base, rtol=1e-3, atol=1e-6 * np.nanmax(base))
+    stretched = cube.copy()
+    stretched[0] = stretched[0] * 50.0  # one band rescaled: per-band scaling would undo this, the global one not
+    other, _ = autoad_scores(stretched, valid, max_iterations=3)
+    assert not np.allclose(other, base, rtol=1e-2)
