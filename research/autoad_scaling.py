@@ -18,6 +18,10 @@ The rule, fixed before any per-band figure was computed: the figure of a candida
 one seed-to-seed spread of one run) and neither of its original-cube means is lower than global's by more
 than 0.02 (the enhancement must not be bought with the plain detector). Otherwise the product keeps the
 global scaling.
+
+Run on 2026-12-02 and stopped after two cells, once no remaining cell could change the outcome (the
+bound is in research/decisions/autoad-scaling.json, written by hand for that reason, and re-derived by
+tests/test_autoad_enhanced_rule.py).
 """
 import json
 import os
