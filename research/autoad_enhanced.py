@@ -48,25 +48,38 @@ def decide(means):
     return warn, why
 
 
-def main():
+def run_cells(groups, prepare=None, tag=""):
+    """One seed-0 run of the product's Auto-AD per (group, scene, cube) cell: a list of dicts (group, scene,
+    cube, bands, auc, iterations, seconds). ``prepare(cube, valid)``: what Auto-AD is given instead of the
+    cube (research/autoad_scaling.py's candidate); ``tag`` says so in the printed lines."""
     cells = []
-    for group in SELECTION:
+    for group in groups:
         for name in GROUPS[group]:
             for label, (cube, valid, gt, counted, bands) in cubes(scene_data(name, group)).items():
                 if label not in CUBE_LABELS:
                     continue
                 t0 = time.perf_counter()
-                scores, info = autoad_scores(cube, valid, seed=0)
+                scores, info = autoad_scores(prepare(cube, valid) if prepare else cube, valid, seed=0)
                 seconds = time.perf_counter() - t0
                 m = np.asarray(counted, bool)[valid]
                 auc = roc_auc(scores[valid][m], np.asarray(gt, bool)[valid][m])
                 cells.append({"group": group, "scene": name, "cube": CUBE_LABELS[label], "bands": bands,
                               "auc": round(float(auc), 6), "iterations": info["autoad_iterations"],
                               "seconds": round(seconds, 1)})
-                print(f"{group:21s} {name:12s} {CUBE_LABELS[label]:8s} {bands} bands: AUC {auc:.4f} "
+                print(f"{group:21s} {name:12s} {CUBE_LABELS[label]:8s} {bands} bands{tag}: AUC {auc:.4f} "
                       f"({info['autoad_iterations']} iterations, {seconds:.0f} s)", flush=True)
-    means = {g: {c: statistics.mean(x["auc"] for x in cells if x["group"] == g and x["cube"] == c)
-                 for c in CUBE_LABELS.values()} for g in SELECTION}
+    return cells
+
+
+def group_means(cells):
+    """{group: {cube: mean AUC}} over the selection groups."""
+    return {g: {c: statistics.mean(x["auc"] for x in cells if x["group"] == g and x["cube"] == c)
+                for c in CUBE_LABELS.values()} for g in SELECTION}
+
+
+def main():
+    cells = run_cells(SELECTION)
+    means = group_means(cells)
     warn, why = decide(means)
     print(f"\nmeans: {why}\nrule (enhanced below original by more than {MARGIN} in both groups): "
           f"{'warn' if warn else 'no warning'}")

@@ -27,18 +27,12 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "bench")]
-from ae_harness import cubes  # noqa: E402
-from autoad_enhanced import CUBE_LABELS, SELECTION  # noqa: E402
-from bench_accuracy import GROUPS, scene_data  # noqa: E402
-
-from fers.detect.autoad import autoad_scores  # noqa: E402
-from fers.metrics import roc_auc  # noqa: E402
+from autoad_enhanced import SELECTION, group_means, run_cells  # noqa: E402
 
 MARGIN = 0.02
 GLOBAL = os.path.join(_HERE, "decisions", "autoad-enhanced.json")
@@ -68,22 +62,7 @@ def decide(glob, band):
 
 def main():
     groups = [g for g in SELECTION if not sys.argv[1:] or g.split()[0] in sys.argv[1:]]  # "background", "implanted"
-    cells = []
-    for group in groups:
-        for name in GROUPS[group]:
-            for label, (cube, valid, gt, counted, bands) in cubes(scene_data(name, group)).items():
-                if label not in CUBE_LABELS:
-                    continue
-                t0 = time.perf_counter()
-                scores, info = autoad_scores(per_band(cube, valid), valid, seed=0)
-                seconds = time.perf_counter() - t0
-                m = np.asarray(counted, bool)[valid]
-                auc = roc_auc(scores[valid][m], np.asarray(gt, bool)[valid][m])
-                cells.append({"group": group, "scene": name, "cube": CUBE_LABELS[label], "bands": bands,
-                              "auc": round(float(auc), 6), "iterations": info["autoad_iterations"],
-                              "seconds": round(seconds, 1)})
-                print(f"{group:21s} {name:12s} {CUBE_LABELS[label]:8s} {bands} bands, per-band: AUC {auc:.4f} "
-                      f"({info['autoad_iterations']} iterations, {seconds:.0f} s)", flush=True)
+    cells = run_cells(groups, per_band, ", per-band")
     for group in groups:  # one file per group, so that the groups can run in two processes side by side
         with open(OUT.replace(".json", f"-{group.split()[0]}.json"), "w") as f:
             json.dump([c for c in cells if c["group"] == group], f, indent=1)
@@ -92,8 +71,7 @@ def main():
         return
     cells = [c for p in parts for c in json.load(open(p))]
     glob = json.load(open(GLOBAL))["means"]
-    band = {g: {c: statistics.mean(x["auc"] for x in cells if x["group"] == g and x["cube"] == c)
-                for c in CUBE_LABELS.values()} for g in SELECTION}
+    band = group_means(cells)
     adopt, why = decide(glob, band)
     print(f"\n{why}\nrule: {'per-band' if adopt else 'keep global'}")
     with open(OUT, "w") as f:
