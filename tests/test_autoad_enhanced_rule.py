@@ -21,7 +21,7 @@ def test_the_recorded_cells_give_the_recorded_decision_and_the_warning_quotes_th
     sys.path[:0] = [os.path.join(REPO, "research"), os.path.join(REPO, "bench")]
     import autoad_enhanced
 
-    from fers.pipeline import AUTOAD_ENHANCED_WARNING
+    from fers.pipeline import ENHANCED_CUBE_WARNINGS
 
     rec = json.load(open(DECISION))
     assert len(rec["cells"]) == 16  # 2 groups × 4 scenes × (original, enhanced)
@@ -36,7 +36,7 @@ def test_the_recorded_cells_give_the_recorded_decision_and_the_warning_quotes_th
     calm = {g: dict(v) for g, v in means.items()}
     calm["implanted targets"]["enhanced"] = calm["implanted targets"]["original"] - 0.02
     assert autoad_enhanced.decide(calm)[0] is False
-    quoted = [float(v) for v in re.findall(r"0\.\d\d", AUTOAD_ENHANCED_WARNING)]
+    quoted = [float(v) for v in re.findall(r"0\.\d\d", ENHANCED_CUBE_WARNINGS["autoad"])]
     want = [means[g][c] for g in ("background anomalies", "implanted targets") for c in ("enhanced", "original")]
     assert quoted == [round(v, 2) for v in want]
 
@@ -57,15 +57,15 @@ class _Stop(Feedback):
 def test_score_scene_warns_once_for_autoad_on_an_enhanced_cube():
     from fers.checkpoint import load_model
     from fers.io import open_source
-    from fers.pipeline import AUTOAD_ENHANCED_WARNING, score_scene
+    from fers.pipeline import ENHANCED_CUBE_WARNINGS, score_scene
     from fers.preprocess import scale_cube
 
     src = open_source(os.path.join(RAW, "abu-urban-1.mat"))
     cube, valid = src.read(list(range(100)))
     cube, _ = scale_cube(np.ascontiguousarray(cube[:, :40, :40]), valid[:40, :40])
     model = load_model(os.path.join(REPO, "resources", "models", "fers-aviris-100.pt"))
-    for strategy, detector, said in (("additive", "autoad", [AUTOAD_ENHANCED_WARNING]),
-                                     ("spectral", "autoad", [AUTOAD_ENHANCED_WARNING]),
+    autoad = ENHANCED_CUBE_WARNINGS["autoad"]
+    for strategy, detector, said in (("additive", "autoad", [autoad]), ("spectral", "autoad", [autoad]),
                                      ("none", "autoad", []), ("additive", "rx", [])):
         log = _Stop()
         with pytest.raises(Cancelled):

@@ -151,11 +151,18 @@ def enhanced_cube(h, model, with_spe: bool, with_spa: bool, tile: Optional[int] 
     return buf
 
 
-# what research/autoad_enhanced.py measured with the bundled models (seed 0, mean AUC per selection group)
-AUTOAD_ENHANCED_WARNING = (
-    "Auto-AD on an enhanced cube scored well below Auto-AD on the original cube on the selection groups with the "
-    "bundled models (mean AUC 0.71 vs 0.99 background anomalies, 0.49 vs 0.92 implanted targets; "
-    "docs/REPRODUCING.md §3): use it with STRATEGY=none, or RX on the enhanced cube")
+# Detectors that learn the scene, said once when they are given an enhanced cube: each line quotes the
+# selection groups' figures of the research rule that decided it (research/ae_rule.py, research/autoad_enhanced.py;
+# tests/test_autoad_enhanced_rule.py keeps Auto-AD's equal to its recorded decision), so an analyst who combines
+# the two hears it before trusting the map.
+ENHANCED_CUBE_WARNINGS = {
+    "ae": "the AE on an enhanced cube scored below chance on the selection groups with the bundled models (mean AUC "
+          "0.53 background anomalies, 0.31 implanted targets; docs/REPRODUCING.md §3): RX is the detector the "
+          "enhancement is made for",
+    "autoad": "Auto-AD on an enhanced cube scored well below Auto-AD on the original cube on the selection groups "
+              "with the bundled models (mean AUC 0.71 vs 0.99 background anomalies, 0.49 vs 0.92 implanted "
+              "targets; docs/REPRODUCING.md §3): use it with STRATEGY=none, or RX on the enhanced cube",
+}
 
 
 @full_fp32
@@ -199,14 +206,8 @@ def score_scene(cube: np.ndarray, valid: np.ndarray, strategy: str = "none", det
         rx_trim = 0.0  # the trim re-estimates one global background; these detectors have no such pass
     need_spe = strategy in ("spectral", "multiplicative", "additive")
     need_spa = strategy in ("spatial", "multiplicative", "additive")
-    if detector == "ae" and (need_spe or need_spa):
-        # research/ae_rule.py's figures: an analyst who combines the two should hear it before trusting the map
-        feedback.warn("the AE on an enhanced cube scored below chance on the selection groups with the bundled "
-                      "models (mean AUC 0.53 background anomalies, 0.31 implanted targets; docs/REPRODUCING.md §3): "
-                      "RX is the detector the enhancement is made for")
-    if detector == "autoad" and (need_spe or need_spa):
-        # research/autoad_enhanced.py's rule and figures (tests/test_autoad_enhanced_rule.py keeps them equal)
-        feedback.warn(AUTOAD_ENHANCED_WARNING)
+    if detector in ENHANCED_CUBE_WARNINGS and (need_spe or need_spa):
+        feedback.warn(ENHANCED_CUBE_WARNINGS[detector])
     info = {"strategy": strategy, "model_seconds": 0.0}
     if detector == "rx":
         info["rx_trim"] = rx_trim
